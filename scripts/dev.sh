@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Starts everything a newcomer needs: PouchDB Server (data in .devdata/couch), MailDev (mail
+# in .devdata/mail), the demo accounts and keys, and the service on http://127.0.0.1:8000.
+# Ctrl-C stops all of it.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+COUCH_PORT=${DEV_COUCH_PORT:-5984}
+SMTP_PORT=${DEV_SMTP_PORT:-1025}
+MAILWEB_PORT=${DEV_MAILDEV_PORT:-1080}
+export LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1:8000}
+export COUCHDB_URL="http://127.0.0.1:$COUCH_PORT"
+export SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
+export QT_QPA_PLATFORM=offscreen
+
+ensure_system_packages
+ensure_node_packages
+log "building the service"
+cargo build --release --locked --quiet
+BIN="$ROOT/target/release/kazoo-port-requests"
+
+trap 'stop_started; log "stopped"' EXIT
+trap 'exit 130' INT TERM
+start_pouchdb "$ROOT/.devdata/couch" "$COUCH_PORT"
+start_maildev "$SMTP_PORT" "$MAILWEB_PORT" "$ROOT/.devdata/mail"
+
+DEMO=$("$BIN" bootstrap --demo)
+MASTER=$(sed -n 's/^master_account_id=//p' <<<"$DEMO")
+TOKEN=$(sed -n 's/^token=//p' <<<"$DEMO")
+
+"$BIN" serve &
+STARTED_PIDS+=($!)
+wait_http "http://$LISTEN_ADDR/healthz" "kazoo-port-requests"
+
+cat <<INFO
+
+  kazoo-port-requests is running on http://$LISTEN_ADDR
+  CouchDB-compatible server: $COUCHDB_URL   (data in .devdata/couch)
+  MailDev (mail sink):       http://127.0.0.1:$MAILWEB_PORT
+  Master account id:         $MASTER
+  Token (24 h):              $TOKEN
+
+  Try:
+  curl -s -H "X-Auth-Token: $TOKEN" http://$LISTEN_ADDR/v2/accounts/$MASTER/port_requests
+
+  Ctrl-C stops everything.
+INFO
+wait

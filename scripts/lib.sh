@@ -1,0 +1,77 @@
+# Shared by scripts/dev.sh and scripts/test.sh: install what is missing, start the local
+# CouchDB-compatible server (PouchDB Server) and the mail sink (MailDev), stop them again.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEVSTACK="$ROOT/scripts/devstack"
+STARTED_PIDS=()
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1; fi
+}
+
+# Debian packages the service and its tests use: wkhtmltopdf (LOA), pdftotext (tests read
+# PDFs), and what the Rust build links against.
+ensure_system_packages() {
+  local missing=()
+  command -v wkhtmltopdf >/dev/null || missing+=(wkhtmltopdf)
+  command -v pdftotext >/dev/null || missing+=(poppler-utils)
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
+  fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# PouchDB Server and MailDev, exactly as pinned by scripts/devstack/package-lock.json.
+ensure_node_packages() {
+  local stamp="$DEVSTACK/node_modules/.lock-stamp"
+  if [ ! -f "$stamp" ] || ! cmp -s "$DEVSTACK/package-lock.json" "$stamp"; then
+    log "installing PouchDB Server and MailDev (npm ci)"
+    (cd "$DEVSTACK" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$DEVSTACK/package-lock.json" "$stamp"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_http() { # url, what
+  local i
+  for i in $(seq 1 150); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  log "$2 did not come up at $1"; return 1
+}
+
+# start_pouchdb DIR PORT: data kept in DIR.
+start_pouchdb() {
+  mkdir -p "$1"
+  (cd "$1" && exec "$DEVSTACK/node_modules/.bin/pouchdb-server" --host 127.0.0.1 --port "$2" \
+      --dir "$1" --config "$1/config.json" -n >"$1/pouchdb.log" 2>&1) &
+  STARTED_PIDS+=($!)
+  wait_http "http://127.0.0.1:$2/" "PouchDB Server"
+}
+
+# start_maildev SMTP_PORT WEB_PORT [MAIL_DIR]
+start_maildev() {
+  local args=(--smtp "$1" --web "$2" --ip 127.0.0.1 --web-ip 127.0.0.1 --silent)
+  [ -n "${3:-}" ] && mkdir -p "$3" && args+=(--mail-directory "$3")
+  "$DEVSTACK/node_modules/.bin/maildev" "${args[@]}" >/dev/null 2>&1 &
+  STARTED_PIDS+=($!)
+  wait_http "http://127.0.0.1:$2/email" "MailDev"
+}
+
+stop_started() {
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  STARTED_PIDS=()
+}

@@ -1,0 +1,105 @@
+//! The command line: `serve` (default), `bootstrap [--demo]`, `token`.
+
+use crate::configuration::{Settings, SettingsArgs};
+use crate::{bootstrap, startup::Application, telemetry};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kazoo-port-requests",
+    version,
+    about = "Kazoo 4.3 port_requests API (and Fone Dynamics porting) on CouchDB",
+    long_about = "Kazoo 4.3 port_requests API (and Fone Dynamics porting) on CouchDB.\n\n\
+        Every setting below can be given as an environment variable (shown in brackets) or a flag."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Create the port_requests database and its views; with --demo, also a master account,
+    /// an admin user and the signing key, then print the account id and a token.
+    Bootstrap {
+        /// Also create demo data: master account, admin user, system key (only where missing).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print a Kazoo token for an account (and user), signed with the system key.
+    Token {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        user_id: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+}
+
+async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings.clone()).await?;
+            tracing::info!(
+                port = app.port(),
+                couchdb = %settings.couchdb.display_url(),
+                "kazoo-port-requests listening on {}",
+                settings.listen_addr
+            );
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+        Command::Bootstrap { demo } => {
+            let couch = bootstrap::connect(&settings).await?;
+            bootstrap::ensure_service_databases(&couch).await?;
+            if demo {
+                let out = bootstrap::demo(&couch).await?;
+                println!("master_account_id={}", out.master_account_id);
+                println!("admin_user_id={}", out.admin_user_id);
+                println!("token={}", out.token);
+            } else {
+                println!("port_requests database and views are ready");
+            }
+            Ok(())
+        }
+        Command::Token { account_id, user_id, ttl } => {
+            let couch = bootstrap::connect(&settings).await?;
+            let token = bootstrap::token(&couch, &account_id, user_id.as_deref(), ttl).await?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.settings.into_settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kazoo-port-requests: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kazoo-port-requests: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings, cli.command.unwrap_or(Command::Serve))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kazoo-port-requests: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Plain domain logic: no I/O, unit-tested in place.
+
+pub mod authority;
+pub mod comments;
+pub mod ids;
+pub mod phone_number;
+pub mod port_request;
+pub mod port_state;
+pub mod schedule;
+pub mod time;

@@ -1,0 +1,219 @@
+//! The one error type of the HTTP API, and its mapping to Kazoo's error envelope
+//! (`kazoo-4.3-crossbar.md` §1). Rendering happens in `http::envelope`.
+
+use crate::auth::AuthError;
+use crate::couch::StoreError;
+use actix_web::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+/// Kazoo's validation errors: `{ "<dotted.path>": { "<code>": <message object> } }`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ValidationErrors(Map<String, Value>);
+
+/// Joins path segments with `.`, escaping a literal `.` inside a segment as `%2E`.
+pub fn dotted_path<S: AsRef<str>>(segments: &[S]) -> String {
+    segments.iter().map(|s| s.as_ref().replace('.', "%2E")).collect::<Vec<_>>().join(".")
+}
+
+impl ValidationErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn single(path: &str, code: &str, detail: Value) -> Self {
+        let mut e = Self::new();
+        e.add(path, code, detail);
+        e
+    }
+
+    /// Adds an error; an existing entry for the same path and code wins, as `kz_json:merge`.
+    pub fn add(&mut self, path: &str, code: &str, detail: Value) {
+        let codes = self.0.entry(path.to_owned()).or_insert_with(|| json!({}));
+        if let Some(codes) = codes.as_object_mut() {
+            codes.entry(code.to_owned()).or_insert(detail);
+        }
+    }
+
+    pub fn merge(&mut self, other: ValidationErrors) {
+        for (path, codes) in other.0 {
+            if let Some(codes) = codes.as_object() {
+                for (code, detail) in codes {
+                    self.add(&path, code, detail.clone());
+                }
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation error")]
+    Validation(ValidationErrors),
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("accept charges")]
+    AcceptCharges(Value),
+    #[error("forbidden")]
+    Forbidden(Option<Value>),
+    #[error("bad identifier")]
+    BadIdentifier(Option<String>),
+    #[error("invalid account_id")]
+    InvalidAccountId(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    InvalidMethod,
+    #[error("not acceptable")]
+    NotAcceptable(String),
+    #[error("conflicting documents")]
+    Conflict,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("datastore unreachable")]
+    DatastoreUnreachable,
+    #[error("datastore fault")]
+    DatastoreFault,
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn msg(m: &str) -> Value {
+    json!({ "message": m })
+}
+
+impl ApiError {
+    /// A single validation error at `path`.
+    pub fn validation(path: &str, code: &str, detail: Value) -> Self {
+        Self::Validation(ValidationErrors::single(path, code, detail))
+    }
+
+    /// The HTTP status, the envelope `message` and the envelope `data`.
+    pub fn parts(&self) -> (StatusCode, String, Value) {
+        use ApiError::*;
+        let (status, message, data) = match self {
+            Validation(errors) => (StatusCode::BAD_REQUEST, "validation error", errors.to_value()),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg("invalid credentials")),
+            AcceptCharges(quote) => (StatusCode::PAYMENT_REQUIRED, "accept charges", quote.clone()),
+            Forbidden(extra) => {
+                let mut data = extra.clone().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                data["message"] = json!("forbidden");
+                (StatusCode::FORBIDDEN, "forbidden", data)
+            }
+            BadIdentifier(cause) => {
+                let data = match cause {
+                    Some(c) => json!({ "cause": c, "message": "bad identifier" }),
+                    None => msg("bad identifier"),
+                };
+                (StatusCode::NOT_FOUND, "bad_identifier", data)
+            }
+            InvalidAccountId(id) => (
+                StatusCode::NOT_FOUND,
+                "bad identifier",
+                msg(&format!("invalid account_id '{}'", id.chars().take(64).collect::<String>())),
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", msg("not found")),
+            InvalidMethod => (StatusCode::METHOD_NOT_ALLOWED, "invalid_method", msg("method not allowed")),
+            NotAcceptable(what) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", msg(what)),
+            Conflict => (StatusCode::CONFLICT, "datastore_conflict", msg("conflicting documents")),
+            PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                msg("If-Match does not match the current revision"),
+            ),
+            UnsupportedMediaType(what) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg(what)),
+            DatastoreUnreachable => (StatusCode::SERVICE_UNAVAILABLE, "datastore_unreachable", msg("datastore timeout")),
+            DatastoreFault => (StatusCode::SERVICE_UNAVAILABLE, "datastore_fault", msg("datastore fatal error")),
+            BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", msg(m)),
+            Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", msg(m)),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", msg("internal error")),
+        };
+        (status, message.to_owned(), data)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::BadIdentifier(None),
+            StoreError::Conflict => ApiError::Conflict,
+            StoreError::Unreachable(detail) => {
+                tracing::warn!(%detail, "CouchDB unreachable");
+                ApiError::DatastoreUnreachable
+            }
+            StoreError::Fault(detail) => {
+                tracing::error!(%detail, "CouchDB error");
+                ApiError::DatastoreFault
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(why) => {
+                tracing::info!(why, "authentication refused");
+                ApiError::InvalidCredentials
+            }
+            AuthError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// A bare rendering; the envelope middleware re-renders it with the request's id and token.
+    fn error_response(&self) -> actix_web::HttpResponse {
+        crate::http::envelope::render_error(self, &crate::http::envelope::RequestMeta::default(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escape_dots() {
+        assert_eq!(dotted_path(&["bill", "name"]), "bill.name");
+        assert_eq!(dotted_path(&["numbers", "+1.202"]), "numbers.+1%2E202");
+    }
+
+    #[test]
+    fn first_error_wins() {
+        let mut e = ValidationErrors::new();
+        e.add("name", "required", json!({"message": "first"}));
+        e.add("name", "required", json!({"message": "second"}));
+        e.add("name", "type", json!({"message": "other"}));
+        assert_eq!(e.to_value()["name"]["required"]["message"], "first");
+        assert_eq!(e.to_value()["name"]["type"]["message"], "other");
+    }
+
+    #[test]
+    fn forbidden_keeps_extra_data() {
+        let (status, message, data) = ApiError::Forbidden(Some(json!({"comments": {}}))).parts();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(message, "forbidden");
+        assert_eq!(data, json!({"comments": {}, "message": "forbidden"}));
+    }
+}

@@ -1,0 +1,139 @@
+//! One middleware around every request: request id, CORS, a tracing span, and the Kazoo
+//! envelope on every error, whatever produced it.
+
+use super::envelope::{EnvelopeInfo, RequestMeta, render_error};
+use crate::error::ApiError;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, web};
+use tracing::Instrument;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `X-Request-Id` when it is sane, else a new 32-hex id.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(crate::domain::ids::new_doc_id)
+}
+
+/// A token from the headers or the query string; a token in the body is added later
+/// by the request extractor.
+fn header_token(req: &ServiceRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(t) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Some(t.to_owned());
+    }
+    if let Some(t) = super::request::query_value(req.query_string(), "auth_token") {
+        return Some(t);
+    }
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned())
+}
+
+fn is_cors(headers: &HeaderMap) -> bool {
+    ["origin", "access-control-request-method", "access-control-request-headers"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+}
+
+fn add_cors_headers(headers: &mut HeaderMap) {
+    let pairs: [(&str, &str); 5] = [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "OPTIONS, GET, PUT, POST, PATCH, DELETE"),
+        (
+            "access-control-allow-headers",
+            "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, \
+             if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match, \
+             x-request-id, authorization",
+        ),
+        (
+            "access-control-expose-headers",
+            "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag, etag",
+        ),
+        ("access-control-max-age", "86400"),
+    ];
+    for (name, value) in pairs {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+}
+
+/// Whatever error reached here becomes an `ApiError`: ours as they are, actix's by status.
+fn as_api_error(err: &actix_web::Error) -> ApiError {
+    if let Some(api) = err.as_error::<ApiError>() {
+        return api.clone();
+    }
+    match err.as_response_error().status_code() {
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::InvalidMethod,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("unsupported content type".into()),
+        s if s.is_client_error() => ApiError::validation(
+            "request",
+            "invalid",
+            serde_json::json!({ "message": err.to_string() }),
+        ),
+        _ => ApiError::Internal(err.to_string()),
+    }
+}
+
+pub async fn crossbar(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = request_id(req.headers());
+    let cors = is_cors(req.headers());
+    req.extensions_mut().insert(RequestMeta { request_id: id.clone(), auth_token: header_token(&req) });
+    // at ERROR level so the request id is on every line whatever LOG is
+    let span = tracing::error_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+
+    if req.method() == Method::OPTIONS {
+        let mut resp = HttpResponse::Ok().finish();
+        add_cors_headers(resp.headers_mut());
+        resp.headers_mut().insert(HeaderName::from_static(REQUEST_ID), HeaderValue::from_str(&id).unwrap());
+        return Ok(req.into_response(resp));
+    }
+
+    let started = std::time::Instant::now();
+    // the request cannot be cloned before routing; errors that escape as `Err` (rare: actix
+    // turns handler errors into responses) are at least rendered as an ApiError
+    let mut res = match next.call(req).instrument(span.clone()).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(err) => return Err(as_api_error(&err).into()),
+    };
+
+    if let Some(err) = res.response().error() {
+        let api = as_api_error(err);
+        if let ApiError::Internal(detail) = &api {
+            span.in_scope(|| tracing::error!(%detail, "internal error"));
+        }
+        let meta = res.request().extensions().get::<RequestMeta>().cloned().unwrap_or_default();
+        let info = res.request().app_data::<web::Data<EnvelopeInfo>>().map(|d| d.get_ref().clone());
+        let mut rendered = render_error(&api, &meta, info.as_ref());
+        // keep headers a handler set on purpose (e.g. Allow)
+        for (name, value) in res.response().headers() {
+            if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+                rendered.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        res = res.into_response(rendered);
+    }
+
+    let headers = res.headers_mut();
+    headers.insert(HeaderName::from_static(REQUEST_ID), HeaderValue::from_str(&id).unwrap());
+    if cors {
+        add_cors_headers(headers);
+    }
+    span.in_scope(|| {
+        tracing::info!(status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "served")
+    });
+    Ok(res)
+}

@@ -1,0 +1,322 @@
+//! Parsing a crossbar request (`kazoo-4.3-crossbar.md` §3) and authenticating its caller.
+//!
+//! `Ctx` is the extractor every authenticated JSON endpoint takes: the body is read (at most
+//! 8,000,000 bytes, refused from `Content-Length` without reading), parsed into the envelope and
+//! its `data`, then the token is checked. Errors come out in that order, as in Kazoo.
+
+use super::envelope::RequestMeta;
+use crate::auth::Caller;
+use crate::directory::Account;
+use crate::domain::ids::AccountId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// `crossbar.max_upload_size`.
+pub const MAX_BODY_BYTES: usize = 8_000_000;
+
+pub fn max_size_error() -> ApiError {
+    ApiError::validation(
+        "file",
+        "maxSize",
+        json!({
+            "message": format!("Payload or Files must not be more than {MAX_BODY_BYTES} bytes"),
+            "target": MAX_BODY_BYTES,
+        }),
+    )
+}
+
+/// Reads the whole body, refusing it as soon as it is known to be too large.
+pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(max_size_error());
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::validation("body", "invalid", json!({ "message": format!("unreadable body: {e}") }))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(max_size_error());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The query string as Kazoo sees it: values are strings, a bare `?flag` is `true`.
+pub fn parse_query(qs: &str) -> Map<String, Value> {
+    let mut map = Map::new();
+    for part in qs.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = match part.split_once('=') {
+            Some((k, v)) => (decode_component(k), Value::String(decode_component(v))),
+            None => (decode_component(part), Value::Bool(true)),
+        };
+        map.insert(k, v);
+    }
+    map
+}
+
+fn decode_component(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+pub fn query_value(qs: &str, key: &str) -> Option<String> {
+    parse_query(qs).get(key).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+fn normalize_key(k: &str) -> String {
+    k.to_lowercase().replace('-', "_")
+}
+
+fn json_invalid(message: String) -> ApiError {
+    ApiError::validation("json", "invalid", json!({ "message": message, "target": "body" }))
+}
+
+fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in body.split(|b| *b == b'\n').enumerate() {
+        if i + 1 == line {
+            return offset + column;
+        }
+        offset += l.len() + 1;
+    }
+    offset
+}
+
+/// The parsed envelope (`req_json`) and its `data` (`req_data`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Body {
+    pub envelope: Map<String, Value>,
+    pub data: Value,
+}
+
+fn parse_json_envelope(raw: &[u8]) -> Result<Body, ApiError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        let kind = if e.is_eof() { "truncated_json" } else { "invalid_json" };
+        json_invalid(format!("{kind} around {}", byte_offset(raw, e.line(), e.column())))
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(json_invalid("All JSON must be valid".into()));
+    };
+    let envelope: Map<String, Value> = obj.into_iter().map(|(k, v)| (normalize_key(&k), v)).collect();
+    check_envelope(envelope)
+}
+
+fn check_envelope(envelope: Map<String, Value>) -> Result<Body, ApiError> {
+    match envelope.get("data") {
+        None => Err(ApiError::validation(
+            "data",
+            "required",
+            json!({ "message": "Field is required but missing", "value": Value::Object(envelope.clone()) }),
+        )),
+        Some(d) if !(d.is_object() || d.is_array()) => Err(ApiError::validation(
+            "data",
+            "type",
+            json!({ "message": "Value did not match type(s): object, array", "target": ["object", "array"], "value": d }),
+        )),
+        Some(d) => Ok(Body { data: d.clone(), envelope }),
+    }
+}
+
+/// Parses a JSON endpoint's body by its content type. An empty body is empty data.
+pub fn parse_body(content_type: Option<&str>, raw: &[u8]) -> Result<Body, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Body { envelope: Map::new(), data: json!({}) });
+    }
+    let mime = content_type
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match mime.as_str() {
+        "" | "application/json" | "application/x-json" => parse_json_envelope(raw),
+        // curl -d without a content type: Kazoo re-reads a lone form key as JSON
+        "application/x-www-form-urlencoded" => {
+            let trimmed = raw.iter().position(|b| !b.is_ascii_whitespace()).map(|i| raw[i]);
+            if matches!(trimmed, Some(b'{') | Some(b'[')) {
+                return parse_json_envelope(raw);
+            }
+            let text = String::from_utf8_lossy(raw);
+            let envelope = parse_query(&text).into_iter().map(|(k, v)| (normalize_key(&k), v)).collect();
+            check_envelope(envelope)
+        }
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type '{other}' is not accepted here; send application/json"
+        ))),
+    }
+}
+
+/// Finds the token: header, then `auth_token` in data/query/envelope, then Bearer.
+fn find_token(req: &HttpRequest, body: &Body, query: &Map<String, Value>) -> Option<String> {
+    let meta_token = req.extensions().get::<RequestMeta>().and_then(|m| m.auth_token.clone());
+    meta_token.or_else(|| {
+        req_value_in(&body.data, query, &body.envelope, "auth_token").and_then(|v| v.as_str().map(str::to_owned))
+    })
+}
+
+fn req_value_in<'a>(data: &'a Value, query: &'a Map<String, Value>, envelope: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    data.get(key).filter(|v| !v.is_null()).or_else(|| query.get(key)).or_else(|| envelope.get(key))
+}
+
+/// An authenticated crossbar request.
+pub struct Ctx {
+    pub state: web::Data<AppState>,
+    pub body: Body,
+    pub query: Map<String, Value>,
+    pub caller: Arc<Caller>,
+    pub request_id: String,
+    pub if_match: Option<String>,
+}
+
+impl Ctx {
+    pub fn data(&self) -> &Value {
+        &self.body.data
+    }
+
+    /// `cb_context:req_value`: request data, then query string, then the envelope.
+    pub fn req_value(&self, key: &str) -> Option<&Value> {
+        req_value_in(&self.body.data, &self.query, &self.body.envelope, key)
+    }
+
+    pub fn req_str(&self, key: &str) -> Option<String> {
+        match self.req_value(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// `kz_term:is_true`.
+    pub fn req_true(&self, key: &str) -> bool {
+        matches!(self.req_value(key), Some(Value::Bool(true))) || self.req_str(key).as_deref() == Some("true")
+    }
+
+    /// Authorizes the caller on `/v2/accounts/{raw}/...`: a malformed or unknown account is
+    /// 404, an account outside the caller's tree 403.
+    pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
+        let id = AccountId::parse(raw).map_err(|_| ApiError::InvalidAccountId(raw.to_owned()))?;
+        let account = self
+            .state
+            .directory
+            .account(&id)
+            .await?
+            .ok_or_else(|| ApiError::BadIdentifier(Some(id.to_string())))?;
+        if !self.caller.may_access(&account) {
+            return Err(ApiError::Forbidden(None));
+        }
+        Ok(account)
+    }
+}
+
+/// Authenticates the request's token (as `Ctx` does) without touching the body.
+pub async fn authenticate(req: &HttpRequest, token: Option<String>) -> Result<Arc<Caller>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidCredentials)?;
+    if let Some(m) = req.extensions_mut().get_mut::<RequestMeta>() {
+        m.auth_token = Some(token.clone());
+    }
+    let caller = state.auth.authenticate(&token).await?;
+    if let Some(claimed) = req.headers().get("x-auth-account-id").and_then(|v| v.to_str().ok()) {
+        if claimed != caller.account_id().as_str() {
+            return Err(ApiError::InvalidCredentials);
+        }
+    }
+    Ok(caller)
+}
+
+impl FromRequest for Ctx {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let raw = read_body(&req, &mut payload, MAX_BODY_BYTES).await?;
+            let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let body = parse_body(content_type, &raw)?;
+            let query = parse_query(req.query_string());
+            let token = find_token(&req, &body, &query);
+            let caller = authenticate(&req, token).await?;
+            let request_id = req.extensions().get::<RequestMeta>().map(|m| m.request_id.clone()).unwrap_or_default();
+            let if_match = req
+                .headers()
+                .get(header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().trim_matches('"').to_owned());
+            Ok(Ctx { state, body, query, caller, request_id, if_match })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_flags_and_values() {
+        let q = parse_query("reason=approved+by+Jane&paginate&by_number=%2B1202");
+        assert_eq!(q["reason"], "approved by Jane");
+        assert_eq!(q["paginate"], true);
+        assert_eq!(q["by_number"], "+1202");
+    }
+
+    #[test]
+    fn json_bodies() {
+        let b = parse_body(Some("application/json"), br#"{"data":{"a":1},"Auth-Token":"x"}"#).unwrap();
+        assert_eq!(b.data, json!({"a": 1}));
+        assert_eq!(b.envelope["auth_token"], "x");
+        assert_eq!(parse_body(None, b"").unwrap().data, json!({}));
+    }
+
+    #[test]
+    fn form_encoded_json_is_read_as_json() {
+        let b = parse_body(Some("application/x-www-form-urlencoded"), br#"{"data":{"n":"a+b"}}"#).unwrap();
+        assert_eq!(b.data, json!({"n": "a+b"}));
+    }
+
+    fn error_data(r: Result<Body, ApiError>) -> Value {
+        match r {
+            Err(e) => e.parts().2,
+            Ok(b) => panic!("expected an error, got {b:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_bodies() {
+        let d = error_data(parse_body(None, br#"{"data":"#));
+        assert_eq!(d["json"]["invalid"]["target"], "body");
+        assert!(d["json"]["invalid"]["message"].as_str().unwrap().starts_with("truncated_json around"));
+        let d = error_data(parse_body(None, br#"{"data" x}"#));
+        assert!(d["json"]["invalid"]["message"].as_str().unwrap().starts_with("invalid_json around"));
+        let d = error_data(parse_body(None, b"[1]"));
+        assert_eq!(d["json"]["invalid"]["message"], "All JSON must be valid");
+        let d = error_data(parse_body(None, br#"{"name":"x"}"#));
+        assert_eq!(d["data"]["required"]["message"], "Field is required but missing");
+        let d = error_data(parse_body(None, br#"{"data":5}"#));
+        assert!(d["data"]["type"].is_object());
+        let d = error_data(parse_body(Some("application/x-www-form-urlencoded"), b"name=x"));
+        assert!(d["data"]["required"].is_object());
+        assert!(matches!(parse_body(Some("text/csv"), b"a,b"), Err(ApiError::UnsupportedMediaType(_))));
+        assert!(parse_body(None, b"\xff\xfe").is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! Completion: each number becomes a phone_number document (`kazoo-4.3-port-features.md` §5)
+//! in its numbers database and in the owner's account database. All or nothing: when one
+//! number cannot be written, what this attempt wrote is undone. Repeating is safe: numbers
+//! already activated for this very request are left as they are.
+
+use crate::couch::{Couch, StoreError, encode};
+use crate::domain::phone_number::numbers_db_name;
+use crate::domain::time::now_gregorian;
+use crate::error::{ApiError, ValidationErrors, dotted_path};
+use crate::state::AppState;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// What one attempt wrote, so it can be undone.
+#[derive(Debug, Default)]
+pub struct Activation {
+    /// (database, new doc with its new `_rev`, the document it replaced if any)
+    written: Vec<(String, Value, Option<Value>)>,
+}
+
+/// Why a number could not be activated.
+enum Failure {
+    Taken,
+    Store(StoreError),
+}
+
+fn number_doc(number: &str, owner: &str, port_id: &str, module: &str, meta: &Value, previous: Option<&Value>) -> Value {
+    let now = now_gregorian();
+    let mut doc = json!({
+        "_id": number,
+        "pvt_db_name": encode(&numbers_db_name(number)),
+        "pvt_state": "in_service",
+        "pvt_ported_in": true,
+        "pvt_module_name": module,
+        "pvt_modified": now,
+        "pvt_created": previous.and_then(|p| p.get("pvt_created").cloned()).unwrap_or(json!(now)),
+        "pvt_type": "number",
+        "port_id": port_id,
+        "pvt_assigned_to": owner,
+        "pvt_features": { "local": {} },
+    });
+    if let Some(used_by) = meta.get("used_by").and_then(Value::as_str) {
+        doc["pvt_used_by"] = json!(used_by);
+    }
+    if let Some(rev) = previous.and_then(|p| p.get("_rev")) {
+        doc["_rev"] = rev.clone();
+    }
+    doc
+}
+
+/// Already activated for this request (an earlier attempt got this far)?
+fn is_ours(doc: &Value, owner: &str, port_id: &str) -> bool {
+    doc.get("pvt_assigned_to").and_then(Value::as_str) == Some(owner)
+        && doc.get("port_id").and_then(Value::as_str) == Some(port_id)
+        && doc.get("pvt_state").and_then(Value::as_str) == Some("in_service")
+}
+
+/// Kazoo accepts existing numbers only in these states (and not someone else's).
+fn is_reusable(doc: &Value, owner: &str) -> bool {
+    let state = doc.get("pvt_state").or_else(|| doc.get("pvt_number_state")).and_then(Value::as_str);
+    let assigned = doc.get("pvt_assigned_to").and_then(Value::as_str).filter(|a| !a.is_empty());
+    matches!(state, Some("aging" | "available" | "port_in")) && assigned.is_none_or(|a| a == owner)
+}
+
+async fn write_batch(
+    couch: &Couch,
+    db: &str,
+    docs: Vec<(Value, Option<Value>)>,
+    activation: &mut Activation,
+    failures: &mut BTreeMap<String, Failure>,
+) -> Result<(), StoreError> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    couch.ensure_db(db).await?;
+    let bodies: Vec<Value> = docs.iter().map(|(d, _)| d.clone()).collect();
+    let results = couch.bulk_save(db, &bodies).await?;
+    for ((mut doc, previous), result) in docs.into_iter().zip(results) {
+        let number = doc["_id"].as_str().unwrap_or_default().to_owned();
+        match result {
+            Ok(rev) => {
+                doc["_rev"] = json!(rev);
+                activation.written.push((db.to_owned(), doc, previous));
+            }
+            Err(StoreError::Conflict) => {
+                failures.insert(number, Failure::Taken);
+            }
+            Err(e) => {
+                failures.insert(number, Failure::Store(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the number documents of a request that is being completed.
+pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, ApiError> {
+    let owner = request.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let port_id = request.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let owner_id = crate::domain::ids::AccountId::parse(&owner).map_err(|_| ApiError::Internal("request without owner".into()))?;
+    let module = state
+        .directory
+        .config_value("number_manager", "port_in_module_name")
+        .await?
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "knm_local".to_owned());
+    let numbers = request.get("numbers").and_then(Value::as_object).cloned().unwrap_or_default();
+
+    let mut by_db: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in numbers.keys() {
+        by_db.entry(numbers_db_name(n)).or_default().push(n.clone());
+    }
+    let mut activation = Activation::default();
+    let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
+    let mut account_copies = Vec::new();
+    let result: Result<(), StoreError> = async {
+        for (db, ids) in &by_db {
+            let existing: BTreeMap<String, Value> = state
+                .couch
+                .get_many(db, ids)
+                .await?
+                .into_iter()
+                .filter_map(|d| d.get("_id").and_then(Value::as_str).map(|id| (id.to_owned(), d.clone())))
+                .collect();
+            let mut batch = Vec::new();
+            for n in ids {
+                let meta = numbers.get(n).cloned().unwrap_or(json!({}));
+                match existing.get(n) {
+                    Some(d) if is_ours(d, &owner, &port_id) => account_copies.push(d.clone()),
+                    Some(d) if !is_reusable(d, &owner) => {
+                        failures.insert(n.clone(), Failure::Taken);
+                    }
+                    previous => {
+                        let doc = number_doc(n, &owner, &port_id, &module, &meta, previous);
+                        batch.push((doc, previous.cloned()));
+                    }
+                }
+            }
+            write_batch(&state.couch, db, batch, &mut activation, &mut failures).await?;
+        }
+        if failures.is_empty() {
+            // the same documents in the owner's account database
+            account_copies.extend(activation.written.iter().map(|(_, d, _)| d.clone()));
+            let account_db = owner_id.db_name();
+            let ids: Vec<String> = account_copies.iter().filter_map(|d| d["_id"].as_str().map(str::to_owned)).collect();
+            let existing: BTreeMap<String, Value> = state
+                .couch
+                .get_many(&account_db, &ids)
+                .await?
+                .into_iter()
+                .filter_map(|d| d.get("_id").and_then(Value::as_str).map(|id| (id.to_owned(), d.clone())))
+                .collect();
+            let batch = account_copies
+                .iter()
+                .filter(|d| existing.get(d["_id"].as_str().unwrap_or_default()).is_none_or(|e| !is_ours(e, &owner, &port_id)))
+                .map(|d| {
+                    let mut copy = d.clone();
+                    let previous = existing.get(d["_id"].as_str().unwrap_or_default()).cloned();
+                    match previous.as_ref().and_then(|p| p.get("_rev")) {
+                        Some(rev) => copy["_rev"] = rev.clone(),
+                        None => {
+                            copy.as_object_mut().map(|o| o.remove("_rev"));
+                        }
+                    }
+                    (copy, previous)
+                })
+                .collect();
+            write_batch(&state.couch, &account_db, batch, &mut activation, &mut failures).await?;
+        }
+        Ok(())
+    }
+    .await;
+
+    if let Err(e) = result {
+        rollback(state, activation).await;
+        return Err(ApiError::from(e));
+    }
+    if failures.is_empty() {
+        return Ok(activation);
+    }
+    rollback(state, activation).await;
+    let mut errors = ValidationErrors::new();
+    let mut unavailable = Vec::new();
+    for (number, failure) in &failures {
+        match failure {
+            Failure::Taken => errors.add(
+                &dotted_path(&[number]),
+                "activation",
+                json!({ "message": super::numbers::EXISTS, "cause": number }),
+            ),
+            Failure::Store(e) => unavailable.push(format!("{number} ({e})")),
+        }
+    }
+    if !unavailable.is_empty() && errors.is_empty() {
+        return Err(ApiError::Unavailable(format!(
+            "number documents could not be written for {}; nothing was changed",
+            unavailable.join(", ")
+        )));
+    }
+    Err(ApiError::Validation(errors))
+}
+
+/// Undoes what an attempt wrote: new documents are deleted, replaced ones restored.
+pub async fn rollback(state: &AppState, activation: Activation) {
+    let mut by_db: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (db, written, previous) in activation.written {
+        let rev = written["_rev"].clone();
+        let undo = match previous {
+            Some(mut old) => {
+                old["_rev"] = rev;
+                old
+            }
+            None => json!({ "_id": written["_id"], "_rev": rev, "_deleted": true }),
+        };
+        by_db.entry(db).or_default().push(undo);
+    }
+    for (db, docs) in by_db {
+        if let Err(e) = state.couch.bulk_save(&db, &docs).await {
+            tracing::error!(%db, error = %e, "could not undo number documents of a failed completion");
+        }
+    }
+}
+
+/// The request after completion: `numbers` moves to `pvt_ported_numbers`.
+pub fn clear_numbers(doc: &mut Value) {
+    let numbers = doc.get("numbers").cloned().unwrap_or(json!({}));
+    doc["pvt_ported_numbers"] = numbers;
+    doc["numbers"] = json!({});
+}

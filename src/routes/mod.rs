@@ -1,0 +1,26 @@
+//! The URL table. Every resource answers 405 (in the envelope) for methods it does not take.
+
+pub mod health;
+pub mod listings;
+pub mod port_requests;
+
+use crate::error::ApiError;
+use actix_web::{HttpResponse, web};
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::InvalidMethod)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
+    port_requests::configure(cfg);
+    cfg.default_service(web::to(not_found));
+}

@@ -1,0 +1,58 @@
+//! Builds the running service: CouchDB checked and prepared, routes mounted, port bound.
+
+use crate::configuration::Settings;
+use crate::couch::Couch;
+use crate::http::envelope::EnvelopeInfo;
+use crate::http::middleware::crossbar;
+use crate::state::AppState;
+use crate::{bootstrap, routes};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use std::net::TcpListener;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Fails with one clear message when CouchDB is unreachable or the address is taken.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let couch = Couch::new(&settings.couchdb)?;
+        let where_ = settings.couchdb.display_url();
+        couch
+            .server_info()
+            .await
+            .with_context(|| format!("CouchDB at {where_} is unreachable"))?;
+        bootstrap::ensure_service_databases(&couch)
+            .await
+            .with_context(|| format!("cannot prepare the port_requests database at {where_}"))?;
+
+        let listener = TcpListener::bind(settings.listen_addr)
+            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        let port = listener.local_addr()?.port();
+        let info = web::Data::new(EnvelopeInfo::new(&settings.node_name));
+        let state = web::Data::new(AppState::new(settings, couch));
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(info.clone())
+                .wrap(from_fn(crossbar))
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

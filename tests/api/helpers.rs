@@ -1,0 +1,177 @@
+//! Starts the real application on a random port against the real servers of scripts/test.sh.
+
+use super::kazoo::{self, Account, System};
+use kazoo_port_requests::configuration::{Settings, SettingsArgs};
+use kazoo_port_requests::startup::Application;
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+use std::sync::Once;
+
+static TRACING: Once = Once::new();
+
+pub fn default_settings(couch_url: &str) -> Settings {
+    let args = SettingsArgs {
+        couchdb_url: couch_url.to_owned(),
+        couchdb_timeout: 5,
+        listen_addr: "127.0.0.1:0".into(),
+        smtp_url: std::env::var("SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:1025".into()),
+        email_from: Some("ports@kpr.test".into()),
+        wkhtmltopdf: "wkhtmltopdf".into(),
+        templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
+        log: std::env::var("LOG").unwrap_or_else(|_| "warn".into()),
+        node_name: Some("kpr-test@localhost".into()),
+        cache_ttl: 10,
+        allow_submitted_to_scheduled: None,
+        port_activation_charge: None,
+    };
+    args.into_settings().expect("test settings are valid")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub sys: &'static System,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let sys = kazoo::system().await;
+    let mut settings = default_settings(&sys.couch.url);
+    adjust(&mut settings);
+    let address = start(settings).await;
+    TestApp { address, http: reqwest::Client::new(), sys }
+}
+
+/// Builds and starts the application; returns its base URL.
+pub async fn start(settings: Settings) -> String {
+    TRACING.call_once(|| kazoo_port_requests::telemetry::init(&settings.log));
+    let app = Application::build(settings).await.expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let mut r = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.header("X-Auth-Token", t);
+        }
+        r
+    }
+
+    /// Sends a JSON envelope `{"data": data}` (or no body) and returns status and body.
+    pub async fn call(&self, method: Method, path: &str, token: &str, data: Option<Value>) -> (u16, Value) {
+        let mut r = self.request(method, path, Some(token));
+        if let Some(d) = data {
+            r = r.json(&json!({ "data": d }));
+        }
+        let resp = r.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub fn token(&self, account: &Account) -> String {
+        self.sys.token(account, true)
+    }
+
+    pub fn master_token(&self) -> String {
+        self.sys.token(&self.sys.master, true)
+    }
+}
+
+/// A fresh account tree for one test: `reseller` (a port authority with a support email)
+/// under master, and `customer` under it.
+pub struct Tree {
+    pub reseller: Account,
+    pub customer: Account,
+}
+
+pub async fn tree(app: &TestApp) -> Tree {
+    let reseller = app.sys.account(None, "Reseller", json!({})).await;
+    app.sys.whitelabel(&reseller, &reseller.id, Some("ports@reseller.example.com")).await;
+    let customer = app.sys.account(Some(&reseller), "Customer", json!({})).await;
+    Tree { reseller, customer }
+}
+
+/// Asserts the crossbar error envelope and returns its `data`.
+pub fn assert_error(status: u16, body: &Value, expected_status: u16, message: &str) -> Value {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"], expected_status.to_string(), "{body}");
+    assert_eq!(body["message"], message, "{body}");
+    for key in ["request_id", "node", "version", "timestamp", "auth_token"] {
+        assert!(body.get(key).is_some(), "missing {key} in {body}");
+    }
+    body["data"].clone()
+}
+
+/// A separate PouchDB Server the test controls (to stop and restart it).
+pub struct OwnCouch {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl OwnCouch {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("kpr-own-couch-{}", kazoo::hex32()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = OwnCouch { port: free_port(), dir, child: None };
+        c.restart().await;
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let bin = std::env::var("POUCHDB_SERVER_BIN").expect("POUCHDB_SERVER_BIN is set: run the tests with scripts/test.sh");
+        let child = std::process::Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir)
+            .arg("--config")
+            .arg(self.dir.join("config.json"))
+            .arg("-n")
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pouchdb-server starts");
+        self.child = Some(child);
+        for _ in 0..150 {
+            if reqwest::get(self.url()).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("pouchdb-server did not start on {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnCouch {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box API tests: the real application on a random port, against the PouchDB Server
+//! and MailDev that scripts/test.sh starts.
+
+mod helpers;
+mod kazoo;
+
+mod auth;
+mod envelope;
+mod outage;
+mod startup;
