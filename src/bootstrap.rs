@@ -86,10 +86,7 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
     }
     let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
     let pem = jwt::generate_private_pem();
-    match couch
-        .put_attachment(dbs::SYSTEM_AUTH, kid, &rev, "private_key.pem", "application/x-pem-file", pem)
-        .await
-    {
+    match couch.put_attachment(dbs::SYSTEM_AUTH, kid, &rev, "private_key.pem", "application/x-pem-file", pem).await {
         Ok(_) | Err(StoreError::Conflict) => Ok(()),
         Err(e) => Err(e),
     }
@@ -97,8 +94,7 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
 
 /// Writes an account document to its own database and the `accounts` copy.
 pub async fn create_account_docs(couch: &Couch, doc: &Value) -> Result<(), StoreError> {
-    let id = AccountId::parse(doc["_id"].as_str().unwrap_or_default())
-        .map_err(|e| StoreError::Fault(e.to_string()))?;
+    let id = AccountId::parse(doc["_id"].as_str().unwrap_or_default()).map_err(|e| StoreError::Fault(e.to_string()))?;
     couch.ensure_db(&id.db_name()).await?;
     create_if_missing(couch, &id.db_name(), doc.clone()).await?;
     create_if_missing(couch, dbs::ACCOUNTS, doc.clone()).await?;

@@ -203,9 +203,7 @@ impl SettingsArgs {
             wkhtmltopdf: self.wkhtmltopdf,
             templates_dir: self.templates_dir,
             log: self.log,
-            node_name: self
-                .node_name
-                .unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),
+            node_name: self.node_name.unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),
             cache_ttl: Duration::from_secs(self.cache_ttl),
             allow_submitted_to_scheduled: self.allow_submitted_to_scheduled,
             port_activation_charge: match self.port_activation_charge {

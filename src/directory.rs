@@ -48,10 +48,7 @@ impl Account {
 
     /// The account's own time zone, unless absent or `inherit`.
     pub fn own_timezone(&self) -> Option<&str> {
-        self.doc
-            .get("timezone")
-            .and_then(Value::as_str)
-            .filter(|tz| !tz.is_empty() && *tz != "inherit")
+        self.doc.get("timezone").and_then(Value::as_str).filter(|tz| !tz.is_empty() && *tz != "inherit")
     }
 
     /// Is `other` this account or one of its ancestors?

@@ -44,6 +44,11 @@ impl ValidationErrors {
         }
     }
 
+    /// Drops every error under `path`.
+    pub fn remove(&mut self, path: &str) {
+        self.0.remove(path);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -139,7 +144,9 @@ impl ApiError {
                 msg("If-Match does not match the current revision"),
             ),
             UnsupportedMediaType(what) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg(what)),
-            DatastoreUnreachable => (StatusCode::SERVICE_UNAVAILABLE, "datastore_unreachable", msg("datastore timeout")),
+            DatastoreUnreachable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "datastore_unreachable", msg("datastore timeout"))
+            }
             DatastoreFault => (StatusCode::SERVICE_UNAVAILABLE, "datastore_fault", msg("datastore fatal error")),
             BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", msg(m)),
             Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", msg(m)),

@@ -3,8 +3,8 @@
 //! `{ "<dotted.path>": { "<code>": { "message": ..., ... } } }` (`kz_json_schema:error_to_jobj`).
 
 use crate::error::{ValidationErrors, dotted_path};
-use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::Validator;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::{Value, json};
 use std::sync::LazyLock;
 
@@ -63,7 +63,10 @@ pub fn validate(schema: Schema, doc: &Value) -> Result<(), ValidationErrors> {
             }
             ValidationErrorKind::Type { kind } => {
                 let types = type_names(kind);
-                ("type", json!({ "message": format!("Value did not match type(s): {types}"), "target": types, "value": value }))
+                (
+                    "type",
+                    json!({ "message": format!("Value did not match type(s): {types}"), "target": types, "value": value }),
+                )
             }
             ValidationErrorKind::MinLength { limit } => (
                 "minLength",
@@ -130,8 +133,11 @@ mod tests {
         assert_eq!(e["numbers.+1"]["type"]["message"], "Value did not match type(s): object");
         assert_eq!(e["bill.name"]["type"]["target"], "string");
 
-        let e = errs(Schema::PortRequest, json!({"name": "x", "numbers": {"+1": {}},
-                                                 "notifications": {"email": {"send_to": "nope"}}}));
+        let e = errs(
+            Schema::PortRequest,
+            json!({"name": "x", "numbers": {"+1": {}},
+                                                 "notifications": {"email": {"send_to": "nope"}}}),
+        );
         assert!(e["notifications.email.send_to"]["wrong_format"].is_object());
 
         let e = errs(Schema::PortRequest, json!({"name": "x", "numbers": {"+1": {}}, "transfer_date": "soon"}));
@@ -148,7 +154,13 @@ mod tests {
     #[test]
     fn scheduling_needs_a_date() {
         assert!(validate(Schema::ToScheduled, &json!({"scheduled_date": 63_000_000_000_i64})).is_ok());
-        assert!(validate(Schema::ToScheduled, &json!({"schedule_on": {"date_time": "2030-01-02 10:00", "timezone": "Europe/Paris"}})).is_ok());
+        assert!(
+            validate(
+                Schema::ToScheduled,
+                &json!({"schedule_on": {"date_time": "2030-01-02 10:00", "timezone": "Europe/Paris"}})
+            )
+            .is_ok()
+        );
         assert!(validate(Schema::ToScheduled, &json!({})).is_err());
         let e = errs(Schema::ToScheduled, json!({"schedule_on": {"date_time": "tomorrow", "timezone": "UTC"}}));
         assert!(e["schedule_on.date_time"]["pattern"].is_object());

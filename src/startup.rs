@@ -22,10 +22,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let couch = Couch::new(&settings.couchdb)?;
         let where_ = settings.couchdb.display_url();
-        couch
-            .server_info()
-            .await
-            .with_context(|| format!("CouchDB at {where_} is unreachable"))?;
+        couch.server_info().await.with_context(|| format!("CouchDB at {where_} is unreachable"))?;
         bootstrap::ensure_service_databases(&couch)
             .await
             .with_context(|| format!("cannot prepare the port_requests database at {where_}"))?;

@@ -5,10 +5,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rsa::RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
-use rsa::RsaPrivateKey;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -41,9 +41,7 @@ pub enum KeyError {
 }
 
 fn parse_private_pem(pem: &str) -> Result<RsaPrivateKey, KeyError> {
-    RsaPrivateKey::from_pkcs1_pem(pem)
-        .or_else(|_| RsaPrivateKey::from_pkcs8_pem(pem))
-        .map_err(|_| KeyError::NotRsaPem)
+    RsaPrivateKey::from_pkcs1_pem(pem).or_else(|_| RsaPrivateKey::from_pkcs8_pem(pem)).map_err(|_| KeyError::NotRsaPem)
 }
 
 /// The verification key, derived from the private key Kazoo keeps in `system_auth`.
@@ -89,10 +87,7 @@ pub fn identity_signature(identity_secret: &str, server_secret: &str, identity: 
 
 /// Constant-time check of a presented `identity_sig` (padded or not).
 pub fn identity_signature_matches(sig: &str, identity_secret: &str, server_secret: &str, identity: &str) -> bool {
-    let Ok(presented) = URL_SAFE_NO_PAD
-        .decode(sig.trim_end_matches('='))
-        .or_else(|_| URL_SAFE.decode(sig))
-    else {
+    let Ok(presented) = URL_SAFE_NO_PAD.decode(sig.trim_end_matches('=')).or_else(|_| URL_SAFE.decode(sig)) else {
         return false;
     };
     identity_mac(identity_secret, server_secret, identity).verify_slice(&presented).is_ok()

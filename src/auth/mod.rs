@@ -71,7 +71,9 @@ impl Authenticator {
             .await?
             .ok_or(AuthError::Invalid("unknown signing key"))?;
         let pem = std::str::from_utf8(&pem).map_err(|_| AuthError::Invalid("unreadable signing key"))?;
-        let key = Arc::new(jwt::decoding_key_from_private_pem(pem).map_err(|_| AuthError::Invalid("unreadable signing key"))?);
+        let key = Arc::new(
+            jwt::decoding_key_from_private_pem(pem).map_err(|_| AuthError::Invalid("unreadable signing key"))?,
+        );
         self.keys.insert(kid.to_owned(), key.clone()).await;
         Ok(key)
     }

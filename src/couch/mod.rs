@@ -66,10 +66,10 @@ fn classify_status(status: StatusCode, what: String) -> StoreError {
 }
 
 fn classify(e: CouchError) -> StoreError {
-    if let Some(re) = e.source().and_then(|s| s.downcast_ref::<reqwest::Error>()) {
-        if re.status().is_none() {
-            return classify_reqwest(re);
-        }
+    if let Some(re) = e.source().and_then(|s| s.downcast_ref::<reqwest::Error>())
+        && re.status().is_none()
+    {
+        return classify_reqwest(re);
     }
     match e.status() {
         Some(status) => classify_status(status, e.to_string()),
@@ -232,16 +232,8 @@ impl Couch {
 
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
-        let result = self
-            .database(db)
-            .query_raw(ddoc, view, Some(query.params()))
-            .await
-            .map_err(classify)?;
-        Ok(result
-            .rows
-            .into_iter()
-            .map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc })
-            .collect())
+        let result = self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify)?;
+        Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
     }
 
     /// Reads several documents by id at once; missing or deleted ones are skipped.
@@ -265,11 +257,7 @@ impl Couch {
         Ok(body
             .get("rows")
             .and_then(Value::as_array)
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned())
-                    .collect()
-            })
+            .map(|rows| rows.iter().filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned()).collect())
             .unwrap_or_default())
     }
 
@@ -308,13 +296,7 @@ impl Couch {
             reqwest::header::CONTENT_TYPE,
             content_type.parse().map_err(|_| StoreError::Fault("bad content type".into()))?,
         );
-        let resp = self
-            .request(Method::PUT, &path)
-            .query(&[("rev", rev)])
-            .headers(headers)
-            .body(body)
-            .send()
-            .await?;
+        let resp = self.request(Method::PUT, &path).query(&[("rev", rev)]).headers(headers).body(body).send().await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(classify_status(status, format!("writing attachment {name}")));

@@ -69,25 +69,47 @@ mod tests {
     fn kazoo_scenario() {
         let (master, authority, sub01) = (id(1), id(2), id(3));
         // "authority" names itself: its own requests go to master...
-        let s = step(Visit { master: &master, submitter: &authority, current: &authority,
-                             whitelabel: Some(authority.clone()), parent: Some(master.clone()) });
+        let s = step(Visit {
+            master: &master,
+            submitter: &authority,
+            current: &authority,
+            whitelabel: Some(authority.clone()),
+            parent: Some(master.clone()),
+        });
         assert_eq!(s, Step::Climb(master.clone()));
-        assert_eq!(step(Visit { master: &master, submitter: &authority, current: &master, whitelabel: None, parent: None }),
-                   Step::Found(master.clone()));
+        assert_eq!(
+            step(Visit { master: &master, submitter: &authority, current: &master, whitelabel: None, parent: None }),
+            Step::Found(master.clone())
+        );
         // ...and its child's requests go to it.
-        let s = step(Visit { master: &master, submitter: &sub01, current: &sub01, whitelabel: None, parent: Some(authority.clone()) });
+        let s = step(Visit {
+            master: &master,
+            submitter: &sub01,
+            current: &sub01,
+            whitelabel: None,
+            parent: Some(authority.clone()),
+        });
         assert_eq!(s, Step::Climb(authority.clone()));
-        let s = step(Visit { master: &master, submitter: &sub01, current: &authority,
-                             whitelabel: Some(authority.clone()), parent: Some(master.clone()) });
+        let s = step(Visit {
+            master: &master,
+            submitter: &sub01,
+            current: &authority,
+            whitelabel: Some(authority.clone()),
+            parent: Some(master.clone()),
+        });
         assert_eq!(s, Step::Found(authority));
     }
 
     #[test]
     fn no_parent_means_master() {
         let (master, a) = (id(1), id(4));
-        assert_eq!(step(Visit { master: &master, submitter: &a, current: &a, whitelabel: None, parent: None }),
-                   Step::Found(master.clone()));
-        assert_eq!(step(Visit { master: &master, submitter: &a, current: &a, whitelabel: None, parent: Some(a.clone()) }),
-                   Step::Found(master));
+        assert_eq!(
+            step(Visit { master: &master, submitter: &a, current: &a, whitelabel: None, parent: None }),
+            Step::Found(master.clone())
+        );
+        assert_eq!(
+            step(Visit { master: &master, submitter: &a, current: &a, whitelabel: None, parent: Some(a.clone()) }),
+            Step::Found(master)
+        );
     }
 }

@@ -29,10 +29,10 @@ pub fn timestamp(comment: &Value) -> i64 {
 
 /// `kzd_comment:migrate_to_is_private`: `superduper_comment` becomes `is_private`.
 pub fn migrate(mut comment: Value) -> Value {
-    if let Some(obj) = comment.as_object_mut() {
-        if let Some(legacy) = obj.remove("superduper_comment") {
-            obj.insert("is_private".into(), json!(is_true(Some(&legacy))));
-        }
+    if let Some(obj) = comment.as_object_mut()
+        && let Some(legacy) = obj.remove("superduper_comment")
+    {
+        obj.insert("is_private".into(), json!(is_true(Some(&legacy))));
     }
     comment
 }
@@ -109,11 +109,7 @@ pub fn sort(comments: &mut [Value]) {
 
 /// What a caller may see: everything for the authority, public comments for everyone else.
 pub fn visible(comments: Vec<Value>, show_private: bool) -> Vec<Value> {
-    comments
-        .into_iter()
-        .map(migrate)
-        .filter(|c| show_private || !is_private(c))
-        .collect()
+    comments.into_iter().map(migrate).filter(|c| show_private || !is_private(c)).collect()
 }
 
 /// Applies `visible` to the `comments` of a request view, in place.
@@ -162,8 +158,8 @@ mod tests {
         let private = json!({"is_private": true});
         let action = json!({"action_required": true});
         let both = json!({"is_private": true, "action_required": true});
-        assert_eq!(check_privacy(&[private.clone()], false), Err(PrivacyViolation::NotAllowed));
-        assert_eq!(check_privacy(&[action.clone()], false), Err(PrivacyViolation::NotAllowed));
+        assert_eq!(check_privacy(std::slice::from_ref(&private), false), Err(PrivacyViolation::NotAllowed));
+        assert_eq!(check_privacy(std::slice::from_ref(&action), false), Err(PrivacyViolation::NotAllowed));
         assert_eq!(check_privacy(&[private, action], true), Ok(()));
         assert_eq!(check_privacy(&[both], true), Err(PrivacyViolation::PrivateActionRequired));
         assert_eq!(check_privacy(&[json!({})], false), Ok(()));
@@ -171,9 +167,13 @@ mod tests {
 
     #[test]
     fn enrichment() {
-        let by = Commenter { account_id: "acc".into(), user_id: Some("u".into()), full_name: Some(Some("Jo Do".into())) };
+        let by =
+            Commenter { account_id: "acc".into(), user_id: Some("u".into()), full_name: Some(Some("Jo Do".into())) };
         let out = enrich(&json!({"content": "x", "author": "me", "superduper_comment": true, "timestamp": 1}), &by);
-        assert_eq!(out, json!({"content": "x", "author": "Jo Do", "is_private": true, "account_id": "acc", "user_id": "u", "timestamp": 1}));
+        assert_eq!(
+            out,
+            json!({"content": "x", "author": "Jo Do", "is_private": true, "account_id": "acc", "user_id": "u", "timestamp": 1})
+        );
     }
 
     #[test]

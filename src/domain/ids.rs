@@ -20,11 +20,7 @@ pub struct InvalidAccountId(pub String);
 impl AccountId {
     /// Parses a raw 32-hex account id, as it appears in a URL path.
     pub fn parse(raw: &str) -> Result<Self, InvalidAccountId> {
-        if is_hex32(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(InvalidAccountId(raw.to_owned()))
-        }
+        if is_hex32(raw) { Ok(Self(raw.to_owned())) } else { Err(InvalidAccountId(raw.to_owned())) }
     }
 
     /// Accepts every spelling `kz_util:format_account_id` understands: the raw id and the
@@ -106,10 +102,7 @@ mod tests {
     fn accepts_database_spellings() {
         let id = AccountId::parse(ID).unwrap();
         assert_eq!(AccountId::from_any(&id.db_name()), Some(id.clone()));
-        assert_eq!(
-            AccountId::from_any("account%2F4f%2F2b%2F7a1c9d8e0f1a2b3c4d5e6f708192"),
-            Some(id.clone())
-        );
+        assert_eq!(AccountId::from_any("account%2F4f%2F2b%2F7a1c9d8e0f1a2b3c4d5e6f708192"), Some(id.clone()));
         assert_eq!(AccountId::from_any(ID), Some(id));
         assert_eq!(AccountId::from_any("not-an-account"), None);
     }

@@ -4,10 +4,8 @@
 use regex::Regex;
 use std::sync::LazyLock;
 
-static NANP: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(\+?1)?([2-9]\d\d[2-9]\d{6})$").unwrap());
-static INTL_PREFIX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^011(\d{5,})$|^00(\d{5,})$").unwrap());
+static NANP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\+?1)?([2-9]\d\d[2-9]\d{6})$").unwrap());
+static INTL_PREFIX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^011(\d{5,})$|^00(\d{5,})$").unwrap());
 static LONG_INTL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[2-9]\d{7,}$").unwrap());
 static E164: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\+[1-9]\d{6,14}$").unwrap());
 
@@ -16,10 +14,7 @@ static E164: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\+[1-9]\d{6,14}$")
 /// Anything else comes back unchanged, as in Kazoo. Visual separators (spaces, dots,
 /// dashes, parentheses) are dropped first so a human-typed number still normalises.
 pub fn normalize(raw: &str) -> String {
-    let compact: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')' | '\t'))
-        .collect();
+    let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')' | '\t')).collect();
     if compact.starts_with('+') {
         return compact;
     }

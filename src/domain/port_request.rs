@@ -78,7 +78,8 @@ pub fn public_view(doc: &Value) -> Value {
 
 /// `pvt_sent`, tolerating Kazoo's string `"true"`.
 pub fn is_sent(doc: &Value) -> bool {
-    matches!(doc.get("pvt_sent"), Some(Value::Bool(true))) || doc.get("pvt_sent").and_then(Value::as_str) == Some("true")
+    matches!(doc.get("pvt_sent"), Some(Value::Bool(true)))
+        || doc.get("pvt_sent").and_then(Value::as_str) == Some("true")
 }
 
 /// The public view with private comments removed unless `show_private`.
@@ -94,7 +95,9 @@ pub fn client_fields(data: &Value) -> Map<String, Value> {
         .map(|o| {
             o.iter()
                 .filter(|(k, _)| {
-                    !is_private_key(k) && !VIEW_ONLY_KEYS.contains(&k.as_str()) && !REQUEST_ONLY_KEYS.contains(&k.as_str())
+                    !is_private_key(k)
+                        && !VIEW_ONLY_KEYS.contains(&k.as_str())
+                        && !REQUEST_ONLY_KEYS.contains(&k.as_str())
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -193,9 +196,10 @@ fn drop_nulls(v: &mut Value) {
 /// A `pvt_transitions` entry (`knm_port_request:transition_metadata_jobj`).
 pub fn transition_entry(from: Option<PortState>, to: PortState, actor: &Actor, reason: Option<&str>, at: i64) -> Value {
     let reason = reason.filter(|r| !r.is_empty());
-    let user = actor.user.as_ref().map(|u| {
-        json!({ "id": u.id, "first_name": u.first_name, "last_name": u.last_name, "full_name": u.full_name })
-    });
+    let user = actor
+        .user
+        .as_ref()
+        .map(|u| json!({ "id": u.id, "first_name": u.first_name, "last_name": u.last_name, "full_name": u.full_name }));
     let mut entry = json!({
         "timestamp": at,
         "type": "transition",
@@ -226,17 +230,16 @@ pub fn record_transition(doc: &mut Value, to: PortState, entry: Value) {
 /// Visible comments and transitions, sorted by timestamp (stable).
 pub fn timeline(doc: &Value, show_private: bool) -> Vec<Value> {
     let mut items = comments::visible(comments::of(doc), show_private);
-    items.extend(transitions(doc));
+    // transitions are stored newest first: oldest first keeps same-second entries in order
+    items.extend(transitions(doc).into_iter().rev());
     items.sort_by_key(comments::timestamp);
     items
 }
 
 /// The newest transition into `state`, if any.
 pub fn last_transition_to(doc: &Value, state: PortState) -> Option<Value> {
-    transitions(doc)
-        .into_iter()
-        .filter(|t| t.pointer("/transition/new").and_then(Value::as_str) == Some(state.as_str()))
-        .max_by_key(comments::timestamp)
+    // stored newest first
+    transitions(doc).into_iter().find(|t| t.pointer("/transition/new").and_then(Value::as_str) == Some(state.as_str()))
 }
 
 /// Facts about the save that Kazoo records in private fields.
@@ -266,7 +269,8 @@ pub fn stamp(doc: &mut Value, s: &Stamp<'_>) {
     };
     match obj.get("name").and_then(Value::as_str) {
         Some(name) => {
-            let alnum: String = name.to_lowercase().chars().filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit()).collect();
+            let alnum: String =
+                name.to_lowercase().chars().filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit()).collect();
             obj.insert("pvt_alphanum_name".into(), json!(alnum));
         }
         None => {
@@ -293,18 +297,22 @@ mod tests {
     #[test]
     fn public_view_matches_kazoo() {
         let v = public_view(&stored());
-        assert_eq!(v, json!({
-            "id": "abc", "name": "Porting 202.555.9000", "numbers": {"+12025559000": {}},
-            "created": 63630097779_i64, "updated": 63630120443_i64,
-            "uploads": {"file.pdf": {"content_type": "application/pdf", "length": 90931}},
-            "port_state": "submitted", "sent": false,
-            "_read_only": {"account_id": "acct", "account_name": "Acct", "port_authority": "auth", "port_authority_name": "Auth"}
-        }));
+        assert_eq!(
+            v,
+            json!({
+                "id": "abc", "name": "Porting 202.555.9000", "numbers": {"+12025559000": {}},
+                "created": 63630097779_i64, "updated": 63630120443_i64,
+                "uploads": {"file.pdf": {"content_type": "application/pdf", "length": 90931}},
+                "port_state": "submitted", "sent": false,
+                "_read_only": {"account_id": "acct", "account_name": "Acct", "port_authority": "auth", "port_authority_name": "Auth"}
+            })
+        );
     }
 
     #[test]
     fn client_cannot_write_private_or_computed_keys() {
-        let f = client_fields(&json!({"name": "x", "_rev": "1", "pvt_port_state": "completed", "port_state": "completed",
+        let f =
+            client_fields(&json!({"name": "x", "_rev": "1", "pvt_port_state": "completed", "port_state": "completed",
                                       "reason": "r", "id": "zzz", "custom": 1}));
         assert_eq!(Value::Object(f), json!({"name": "x", "custom": 1}));
     }
@@ -312,7 +320,10 @@ mod tests {
     #[test]
     fn patch_merges_deeply_and_null_removes() {
         let mut t = json!({"a": {"b": 1, "c": 2}, "d": 1}).as_object().unwrap().clone();
-        merge_patch(&mut t, json!({"a": {"c": null, "e": 3}, "d": null, "f": {"g": null, "h": 1}}).as_object().unwrap());
+        merge_patch(
+            &mut t,
+            json!({"a": {"c": null, "e": 3}, "d": null, "f": {"g": null, "h": 1}}).as_object().unwrap(),
+        );
         assert_eq!(Value::Object(t), json!({"a": {"b": 1, "e": 3}, "f": {"h": 1}}));
     }
 
@@ -327,7 +338,8 @@ mod tests {
 
     #[test]
     fn numbers_are_normalised() {
-        let n = normalize_numbers(json!({"2025550123": {"a": 1}, "+12025550123": {"b": 2}}).as_object().unwrap()).unwrap();
+        let n =
+            normalize_numbers(json!({"2025550123": {"a": 1}, "+12025550123": {"b": 2}}).as_object().unwrap()).unwrap();
         assert_eq!(Value::Object(n), json!({"+12025550123": {"a": 1, "b": 2}}));
         let e = normalize_numbers(json!({"12": {}}).as_object().unwrap()).unwrap_err();
         assert!(e.to_value()["numbers.12"]["pattern"].is_object());
@@ -338,16 +350,33 @@ mod tests {
         let actor = Actor {
             account_id: "a".into(),
             account_name: Some("A".into()),
-            user: Some(ActorUser { id: "u".into(), first_name: Some("John".into()), last_name: Some("Doe".into()), full_name: Some("John Doe".into()) }),
+            user: Some(ActorUser {
+                id: "u".into(),
+                first_name: Some("John".into()),
+                last_name: Some("Doe".into()),
+                full_name: Some("John Doe".into()),
+            }),
         };
         let e = transition_entry(Some(PortState::Unconfirmed), PortState::Submitted, &actor, Some("ok"), 5);
-        assert_eq!(e, json!({"timestamp": 5, "type": "transition", "reason": "ok",
+        assert_eq!(
+            e,
+            json!({"timestamp": 5, "type": "transition", "reason": "ok",
             "transition": {"new": "submitted", "previous": "unconfirmed"},
             "authorization": {"reason": "ok", "account": {"id": "a", "name": "A"},
-                              "user": {"id": "u", "first_name": "John", "last_name": "Doe", "full_name": "John Doe"}}}));
-        let created = transition_entry(None, PortState::Unconfirmed, &Actor { account_id: "a".into(), ..Default::default() }, None, 1);
-        assert_eq!(created, json!({"timestamp": 1, "type": "transition", "transition": {"new": "unconfirmed"},
-                                   "authorization": {"account": {"id": "a"}}}));
+                              "user": {"id": "u", "first_name": "John", "last_name": "Doe", "full_name": "John Doe"}}})
+        );
+        let created = transition_entry(
+            None,
+            PortState::Unconfirmed,
+            &Actor { account_id: "a".into(), ..Default::default() },
+            None,
+            1,
+        );
+        assert_eq!(
+            created,
+            json!({"timestamp": 1, "type": "transition", "transition": {"new": "unconfirmed"},
+                                   "authorization": {"account": {"id": "a"}}})
+        );
         let mut doc = stored();
         record_transition(&mut doc, PortState::Pending, e);
         assert_eq!(doc["pvt_port_state"], "pending");
@@ -358,7 +387,8 @@ mod tests {
     #[test]
     fn timeline_sorts_and_filters() {
         let mut doc = stored();
-        doc["comments"] = json!([{"timestamp": 3, "content": "pub"}, {"timestamp": 1, "content": "priv", "is_private": true}]);
+        doc["comments"] =
+            json!([{"timestamp": 3, "content": "pub"}, {"timestamp": 1, "content": "priv", "is_private": true}]);
         doc["pvt_transitions"] = json!([{"timestamp": 2, "type": "transition"}]);
         assert_eq!(timeline(&doc, false).iter().map(comments::timestamp).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(timeline(&doc, true).len(), 3);

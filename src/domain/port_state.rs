@@ -19,8 +19,7 @@ pub enum PortState {
 use PortState::*;
 
 impl PortState {
-    pub const ALL: [PortState; 7] =
-        [Unconfirmed, Submitted, Pending, Scheduled, Completed, Rejected, Canceled];
+    pub const ALL: [PortState; 7] = [Unconfirmed, Submitted, Pending, Scheduled, Completed, Rejected, Canceled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,10 +39,7 @@ impl PortState {
 
     /// The state stored in a document: `pvt_port_state`, absent meaning unconfirmed.
     pub fn of_doc(doc: &serde_json::Value) -> Self {
-        doc.get("pvt_port_state")
-            .and_then(|v| v.as_str())
-            .and_then(Self::parse)
-            .unwrap_or(Unconfirmed)
+        doc.get("pvt_port_state").and_then(|v| v.as_str()).and_then(Self::parse).unwrap_or(Unconfirmed)
     }
 
     /// Open requests hold their numbers: a number may be on only one open request.
@@ -133,11 +129,7 @@ impl TransitionPolicy {
         if !permitted {
             return Err(TransitionError::NotAllowed);
         }
-        if self.sources(to).contains(&from) {
-            Ok(())
-        } else {
-            Err(TransitionError::InvalidFromState)
-        }
+        if self.sources(to).contains(&from) { Ok(()) } else { Err(TransitionError::InvalidFromState) }
     }
 }
 
@@ -178,11 +170,8 @@ mod tests {
         ];
         for from in PortState::ALL {
             for to in PortState::ALL {
-                let expected = if allowed.contains(&(from, to)) {
-                    Ok(())
-                } else {
-                    Err(TransitionError::InvalidFromState)
-                };
+                let expected =
+                    if allowed.contains(&(from, to)) { Ok(()) } else { Err(TransitionError::InvalidFromState) };
                 if to == Unconfirmed {
                     assert!(STRICT.check(from, to, Role::Authority).is_err());
                     continue;
@@ -202,18 +191,12 @@ mod tests {
         assert_eq!(STRICT.check(Pending, Completed, Role::Member), Err(TransitionError::NotAllowed));
         // permission is checked before the source state, as in Kazoo
         assert_eq!(STRICT.check(Completed, Pending, Role::Member), Err(TransitionError::NotAllowed));
-        assert_eq!(
-            STRICT.check(Completed, Submitted, Role::Member),
-            Err(TransitionError::InvalidFromState)
-        );
+        assert_eq!(STRICT.check(Completed, Submitted, Role::Member), Err(TransitionError::InvalidFromState));
     }
 
     #[test]
     fn submitted_to_scheduled_is_a_setting() {
-        assert_eq!(
-            STRICT.check(Submitted, Scheduled, Role::Authority),
-            Err(TransitionError::InvalidFromState)
-        );
+        assert_eq!(STRICT.check(Submitted, Scheduled, Role::Authority), Err(TransitionError::InvalidFromState));
         assert_eq!(LENIENT.check(Submitted, Scheduled, Role::Authority), Ok(()));
     }
 

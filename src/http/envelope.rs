@@ -48,9 +48,7 @@ fn base_envelope(meta: &RequestMeta, info: Option<&EnvelopeInfo>) -> Map<String,
 
 fn json_response(status: StatusCode, body: &Map<String, Value>) -> HttpResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    HttpResponse::build(status)
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(bytes)
+    HttpResponse::build(status).insert_header((header::CONTENT_TYPE, "application/json")).body(bytes)
 }
 
 /// The error envelope: `auth_token` is always present (`"undefined"` without a token).

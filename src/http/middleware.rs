@@ -76,11 +76,9 @@ fn as_api_error(err: &actix_web::Error) -> ApiError {
         StatusCode::NOT_FOUND => ApiError::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::InvalidMethod,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType("unsupported content type".into()),
-        s if s.is_client_error() => ApiError::validation(
-            "request",
-            "invalid",
-            serde_json::json!({ "message": err.to_string() }),
-        ),
+        s if s.is_client_error() => {
+            ApiError::validation("request", "invalid", serde_json::json!({ "message": err.to_string() }))
+        }
         _ => ApiError::Internal(err.to_string()),
     }
 }

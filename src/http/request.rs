@@ -35,11 +35,8 @@ pub fn max_size_error() -> ApiError {
 
 /// Reads the whole body, refusing it as soon as it is known to be too large.
 pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(max_size_error());
     }
@@ -137,9 +134,8 @@ pub fn parse_body(content_type: Option<&str>, raw: &[u8]) -> Result<Body, ApiErr
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body { envelope: Map::new(), data: json!({}) });
     }
-    let mime = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let mime =
+        content_type.map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).unwrap_or_default();
     match mime.as_str() {
         "" | "application/json" | "application/x-json" => parse_json_envelope(raw),
         // curl -d without a content type: Kazoo re-reads a lone form key as JSON
@@ -166,7 +162,12 @@ fn find_token(req: &HttpRequest, body: &Body, query: &Map<String, Value>) -> Opt
     })
 }
 
-fn req_value_in<'a>(data: &'a Value, query: &'a Map<String, Value>, envelope: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+fn req_value_in<'a>(
+    data: &'a Value,
+    query: &'a Map<String, Value>,
+    envelope: &'a Map<String, Value>,
+    key: &str,
+) -> Option<&'a Value> {
     data.get(key).filter(|v| !v.is_null()).or_else(|| query.get(key)).or_else(|| envelope.get(key))
 }
 
@@ -208,12 +209,8 @@ impl Ctx {
     /// 404, an account outside the caller's tree 403.
     pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
         let id = AccountId::parse(raw).map_err(|_| ApiError::InvalidAccountId(raw.to_owned()))?;
-        let account = self
-            .state
-            .directory
-            .account(&id)
-            .await?
-            .ok_or_else(|| ApiError::BadIdentifier(Some(id.to_string())))?;
+        let account =
+            self.state.directory.account(&id).await?.ok_or_else(|| ApiError::BadIdentifier(Some(id.to_string())))?;
         if !self.caller.may_access(&account) {
             return Err(ApiError::Forbidden(None));
         }
@@ -223,18 +220,17 @@ impl Ctx {
 
 /// Authenticates the request's token (as `Ctx` does) without touching the body.
 pub async fn authenticate(req: &HttpRequest, token: Option<String>) -> Result<Arc<Caller>, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let state =
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Internal("application state missing".into()))?;
     let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidCredentials)?;
     if let Some(m) = req.extensions_mut().get_mut::<RequestMeta>() {
         m.auth_token = Some(token.clone());
     }
     let caller = state.auth.authenticate(&token).await?;
-    if let Some(claimed) = req.headers().get("x-auth-account-id").and_then(|v| v.to_str().ok()) {
-        if claimed != caller.account_id().as_str() {
-            return Err(ApiError::InvalidCredentials);
-        }
+    if let Some(claimed) = req.headers().get("x-auth-account-id").and_then(|v| v.to_str().ok())
+        && claimed != caller.account_id().as_str()
+    {
+        return Err(ApiError::InvalidCredentials);
     }
     Ok(caller)
 }

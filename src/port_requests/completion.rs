@@ -97,7 +97,8 @@ async fn write_batch(
 pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, ApiError> {
     let owner = request.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let port_id = request.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let owner_id = crate::domain::ids::AccountId::parse(&owner).map_err(|_| ApiError::Internal("request without owner".into()))?;
+    let owner_id =
+        crate::domain::ids::AccountId::parse(&owner).map_err(|_| ApiError::Internal("request without owner".into()))?;
     let module = state
         .directory
         .config_value("number_manager", "port_in_module_name")
@@ -152,7 +153,9 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
                 .collect();
             let batch = account_copies
                 .iter()
-                .filter(|d| existing.get(d["_id"].as_str().unwrap_or_default()).is_none_or(|e| !is_ours(e, &owner, &port_id)))
+                .filter(|d| {
+                    existing.get(d["_id"].as_str().unwrap_or_default()).is_none_or(|e| !is_ours(e, &owner, &port_id))
+                })
                 .map(|d| {
                     let mut copy = d.clone();
                     let previous = existing.get(d["_id"].as_str().unwrap_or_default()).cloned();

@@ -59,7 +59,9 @@ pub async fn save(state: &AppState, doc: &mut Value) -> Result<String, ApiError>
 /// `If-Match` against the stored revision: a stale one is a 412.
 pub fn check_if_match(if_match: Option<&str>, doc: &Value) -> Result<(), ApiError> {
     match if_match {
-        Some(tag) if tag != "*" && Some(tag) != doc.get("_rev").and_then(Value::as_str) => Err(ApiError::PreconditionFailed),
+        Some(tag) if tag != "*" && Some(tag) != doc.get("_rev").and_then(Value::as_str) => {
+            Err(ApiError::PreconditionFailed)
+        }
         _ => Ok(()),
     }
 }
@@ -83,7 +85,8 @@ pub async fn find_authority(directory: &Directory, account: &Account) -> Result<
                 .and_then(|d| if d.is_reseller() { Some(master.clone()) } else { d.tree().last().cloned() });
             (wl.and_then(|w| authority::whitelabel_authority(&w)), parent)
         };
-        match authority::step(Visit { master: &master, submitter: &account.id, current: &current, whitelabel, parent }) {
+        match authority::step(Visit { master: &master, submitter: &account.id, current: &current, whitelabel, parent })
+        {
             Step::Found(a) => return Ok(a),
             Step::Climb(next) => current = next,
         }
@@ -106,7 +109,12 @@ pub async fn actor(state: &AppState, caller: &Caller) -> Result<Actor, ApiError>
                 .and_then(|d| comments::full_name(d))
                 .or_else(|| field("username"))
                 .or_else(|| field("email"));
-            Some(ActorUser { id: uid.clone(), first_name: field("first_name"), last_name: field("last_name"), full_name })
+            Some(ActorUser {
+                id: uid.clone(),
+                first_name: field("first_name"),
+                last_name: field("last_name"),
+                full_name,
+            })
         }
         None => None,
     };
@@ -128,5 +136,6 @@ pub async fn commenter(state: &AppState, caller: &Caller) -> Result<Commenter, A
 
 /// May this caller see private comments and act as the authority on this request?
 pub fn is_authority(caller: &Caller, doc: &Value) -> bool {
-    caller.is_superduper_admin() || doc.get("pvt_port_authority").and_then(Value::as_str) == Some(caller.account_id().as_str())
+    caller.is_superduper_admin()
+        || doc.get("pvt_port_authority").and_then(Value::as_str) == Some(caller.account_id().as_str())
 }

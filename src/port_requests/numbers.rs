@@ -59,10 +59,8 @@ pub async fn check(
 
     let mut free = Vec::new();
     for c in candidates {
-        let others: Vec<_> = rows
-            .iter()
-            .filter(|r| r.key.as_str() == Some(&c.e164) && r.id.as_deref() != port_id)
-            .collect();
+        let others: Vec<_> =
+            rows.iter().filter(|r| r.key.as_str() == Some(&c.e164) && r.id.as_deref() != port_id).collect();
         match others.as_slice() {
             [] => free.push(c),
             [one] => {

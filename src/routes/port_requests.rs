@@ -69,17 +69,20 @@ fn is_http_url(s: &str) -> bool {
 
 /// Schema, numbers, schedule and webhook checks of a candidate document; normalises the
 /// numbers and computes `scheduled_date` in place. Returns the numbers as written.
-fn validate_public(public: &mut Map<String, Value>) -> Result<Vec<Candidate>, ApiError> {
+/// `ported`: the request is completed, so its `numbers` may be empty.
+fn validate_public(public: &mut Map<String, Value>, ported: bool) -> Result<Vec<Candidate>, ApiError> {
     let mut errors = ValidationErrors::new();
-    if let Err(e) = schema::validate(Schema::PortRequest, &Value::Object(public.clone())) {
+    if let Err(mut e) = schema::validate(Schema::PortRequest, &Value::Object(public.clone())) {
+        if ported {
+            // a completed request keeps `numbers: {}`; its numbers are in pvt_ported_numbers
+            e.remove("numbers");
+        }
         errors.merge(e);
     }
     let mut candidates = Vec::new();
     if let Some(Value::Object(nums)) = public.get("numbers") {
-        candidates = nums
-            .keys()
-            .filter_map(|raw| to_e164(raw).map(|e164| Candidate { raw: raw.clone(), e164 }))
-            .collect();
+        candidates =
+            nums.keys().filter_map(|raw| to_e164(raw).map(|e164| Candidate { raw: raw.clone(), e164 })).collect();
         match normalize_numbers(nums) {
             Ok(normalized) => {
                 public.insert("numbers".into(), Value::Object(normalized));
@@ -87,33 +90,34 @@ fn validate_public(public: &mut Map<String, Value>) -> Result<Vec<Candidate>, Ap
             Err(e) => errors.merge(e),
         }
     }
-    if let Some(on) = public.get("schedule_on") {
-        if let (Some(dt), Some(tz)) = (on.get("date_time").and_then(Value::as_str), on.get("timezone").and_then(Value::as_str)) {
-            match scheduled_date(dt, tz) {
-                Ok(at) => {
-                    public.insert("scheduled_date".into(), json!(at));
-                }
-                Err(ScheduleError::UnknownTimezone) => errors.add(
-                    "schedule_on.timezone",
-                    "enum",
-                    json!({ "message": "Value not found in enumerated list of values", "value": tz }),
-                ),
-                Err(ScheduleError::BadDateTime) => errors.add(
-                    "schedule_on.date_time",
-                    "pattern",
-                    json!({ "message": "Failed to match pattern 'YYYY-MM-DD HH:MM' (a real date and time)", "value": dt }),
-                ),
+    if let Some(on) = public.get("schedule_on")
+        && let (Some(dt), Some(tz)) =
+            (on.get("date_time").and_then(Value::as_str), on.get("timezone").and_then(Value::as_str))
+    {
+        match scheduled_date(dt, tz) {
+            Ok(at) => {
+                public.insert("scheduled_date".into(), json!(at));
             }
+            Err(ScheduleError::UnknownTimezone) => errors.add(
+                "schedule_on.timezone",
+                "enum",
+                json!({ "message": "Value not found in enumerated list of values", "value": tz }),
+            ),
+            Err(ScheduleError::BadDateTime) => errors.add(
+                "schedule_on.date_time",
+                "pattern",
+                json!({ "message": "Failed to match pattern 'YYYY-MM-DD HH:MM' (a real date and time)", "value": dt }),
+            ),
         }
     }
-    if let Some(url) = public.get("notifications").and_then(|n| n.pointer("/webhook/url")).and_then(Value::as_str) {
-        if !is_http_url(url) {
-            errors.add(
-                "notifications.webhook.url",
-                "wrong_format",
-                json!({ "message": "Field is not in the correct format", "format": "http(s) URL", "value": url }),
-            );
-        }
+    if let Some(url) = public.get("notifications").and_then(|n| n.pointer("/webhook/url")).and_then(Value::as_str)
+        && !is_http_url(url)
+    {
+        errors.add(
+            "notifications.webhook.url",
+            "wrong_format",
+            json!({ "message": "Field is not in the correct format", "format": "http(s) URL", "value": url }),
+        );
     }
     errors.into_result()?;
     Ok(candidates)
@@ -166,7 +170,8 @@ struct Edit {
 
 /// Validates a new public part for `doc`: schema, numbers, schedule, comments.
 async fn prepare_edit(ctx: &Ctx, doc: &Value, mut public: Map<String, Value>, is_auth: bool) -> Result<Edit, ApiError> {
-    let candidates = validate_public(&mut public)?;
+    let ported = PortState::of_doc(doc) == PortState::Completed;
+    let candidates = validate_public(&mut public, ported)?;
     let requested = public.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
     let (all, _) = merge_comments(ctx, &comments::of(doc), &requested, false, is_auth).await?;
     if all.is_empty() {
@@ -175,7 +180,8 @@ async fn prepare_edit(ctx: &Ctx, doc: &Value, mut public: Map<String, Value>, is
         public.insert("comments".into(), Value::Array(all));
     }
     let mut before = pr::numbers(doc);
-    let mut after: Vec<String> = public.get("numbers").and_then(Value::as_object).map(|n| n.keys().cloned().collect()).unwrap_or_default();
+    let mut after: Vec<String> =
+        public.get("numbers").and_then(Value::as_object).map(|n| n.keys().cloned().collect()).unwrap_or_default();
     before.sort();
     after.sort();
     Ok(Edit { public, candidates, numbers_changed: before != after })
@@ -198,10 +204,11 @@ async fn check_numbers(ctx: &Ctx, doc: &Value, candidates: &[Candidate]) -> Resu
 /// Stamps the private fields, refreshes `pvt_tree` from the owner, saves, and answers with
 /// the public view (private comments only for the authority).
 async fn save_and_reply(ctx: &Ctx, mut doc: Value, is_auth: bool) -> Result<(Value, Reply), ApiError> {
-    if let Some(owner) = doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any) {
-        if let Some(account) = ctx.state.directory.account(&owner).await? {
-            doc["pvt_tree"] = json!(account.tree());
-        }
+    if let Some(owner) =
+        doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any)
+        && let Some(account) = ctx.state.directory.account(&owner).await?
+    {
+        doc["pvt_tree"] = json!(account.tree());
     }
     pr::stamp(&mut doc, &stamp_of(ctx));
     let rev = store::save(&ctx.state, &mut doc).await?;
@@ -234,7 +241,7 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
         }
     };
     let mut public = client_fields(data);
-    let candidates = validate_public(&mut public)?;
+    let candidates = validate_public(&mut public, false)?;
     let state = &ctx.state;
     let authority = store::find_authority(&state.directory, &account).await?;
     let is_auth = ctx.caller.is_superduper_admin() || ctx.caller.account_id() == &authority;
@@ -362,7 +369,11 @@ fn check_charges(ctx: &Ctx, doc: &Value, number_count: usize) -> Result<Option<V
 }
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
-pub async fn transition(req: HttpRequest, payload: web::Payload, path: web::Path<(String, String, String)>) -> Result<Reply, ApiError> {
+pub async fn transition(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<(String, String, String)>,
+) -> Result<Reply, ApiError> {
     let (account_id, id, token) = path.into_inner();
     let to = PortState::parse(&token).filter(|s| *s != PortState::Unconfirmed).ok_or(ApiError::NotFound)?;
     if req.method() != actix_web::http::Method::PATCH {
@@ -373,10 +384,10 @@ pub async fn transition(req: HttpRequest, payload: web::Payload, path: web::Path
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let from = PortState::of_doc(&doc);
     let is_auth = is_authority(&ctx.caller, &doc);
-    let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
-
+    // the state machine decides first: a refused move is refused whatever the body says
     let role = if is_auth { Role::Authority } else { Role::Member };
     transition_policy(&ctx).await?.check(from, to, role).map_err(|e| transition_error(e, to))?;
+    let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
     if edit.numbers_changed && !from.is_editable() && !ctx.caller.is_superduper_admin() {
         return Err(not_updatable(from));
     }
@@ -415,9 +426,8 @@ pub async fn transition(req: HttpRequest, payload: web::Payload, path: web::Path
         Ok((_, reply)) => Ok(reply),
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too
-            let completed_elsewhere = store::load(&ctx.state, &id)
-                .await
-                .is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
+            let completed_elsewhere =
+                store::load(&ctx.state, &id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
             if !completed_elsewhere {
                 completion::rollback(&ctx.state, activation).await;
             }

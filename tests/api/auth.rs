@@ -5,8 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn status_of(app: &crate::helpers::TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
-    let resp = app.request(Method::GET, path, token).send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    crate::helpers::send(app.request(Method::GET, path, token)).await
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The crossbar envelope, request ids, CORS, body parsing, 404/405.
 
-use crate::helpers::{assert_error, spawn_app, tree};
+use crate::helpers::{assert_error, send, spawn_app, tree};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -58,8 +58,9 @@ async fn error_envelope_and_generated_request_id() {
 async fn wrong_method_is_405_in_the_envelope() {
     let app = spawn_app().await;
     let t = tree(&app).await;
-    let (status, body) =
-        app.call(Method::DELETE, &format!("/v2/accounts/{}/port_requests", t.customer.id), &app.token(&t.customer), None).await;
+    let (status, body) = app
+        .call(Method::DELETE, &format!("/v2/accounts/{}/port_requests", t.customer.id), &app.token(&t.customer), None)
+        .await;
     let data = assert_error(status, &body, 405, "invalid_method");
     assert_eq!(data["message"], "method not allowed");
 }
@@ -69,15 +70,12 @@ async fn invalid_json_is_400() {
     let app = spawn_app().await;
     let t = tree(&app).await;
     let path = format!("/v2/accounts/{}/port_requests", t.customer.id);
-    let resp = app
-        .request(Method::PUT, &path, Some(&app.token(&t.customer)))
-        .header("content-type", "application/json")
-        .body(r#"{"data": {"name": "#)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = send(
+        app.request(Method::PUT, &path, Some(&app.token(&t.customer)))
+            .header("content-type", "application/json")
+            .body(r#"{"data": {"name": "#),
+    )
+    .await;
     let data = assert_error(status, &body, 400, "validation error");
     assert_eq!(data["json"]["invalid"]["target"], "body");
     assert!(data["json"]["invalid"]["message"].as_str().unwrap().starts_with("truncated_json around"));
@@ -88,14 +86,9 @@ async fn body_without_data_is_400() {
     let app = spawn_app().await;
     let t = tree(&app).await;
     let path = format!("/v2/accounts/{}/port_requests", t.customer.id);
-    let resp = app
-        .request(Method::PUT, &path, Some(&app.token(&t.customer)))
-        .json(&json!({"name": "no envelope"}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) =
+        send(app.request(Method::PUT, &path, Some(&app.token(&t.customer))).json(&json!({"name": "no envelope"})))
+            .await;
     let data = assert_error(status, &body, 400, "validation error");
     assert_eq!(data["data"]["required"]["message"], "Field is required but missing");
 }
@@ -108,20 +101,12 @@ async fn oversized_bodies_are_refused() {
     let token = app.token(&t.customer);
     let expected = json!({"file": {"maxSize": {"message": "Payload or Files must not be more than 8000000 bytes", "target": 8000000}}});
     // announced by Content-Length
-    let resp = app.request(Method::PUT, &path, Some(&token)).body(vec![b' '; 8_000_001]).send().await.unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = send(app.request(Method::PUT, &path, Some(&token)).body(vec![b' '; 8_000_001])).await;
     assert_eq!(assert_error(status, &body, 400, "validation error"), expected);
     // streamed without a length
     let chunks = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 100_000])));
-    let resp = app
-        .request(Method::PUT, &path, Some(&token))
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) =
+        send(app.request(Method::PUT, &path, Some(&token)).body(reqwest::Body::wrap_stream(chunks))).await;
     assert_eq!(assert_error(status, &body, 400, "validation error"), expected);
 }
 

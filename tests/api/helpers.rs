@@ -73,10 +73,7 @@ impl TestApp {
         if let Some(d) = data {
             r = r.json(&json!({ "data": d }));
         }
-        let resp = r.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
+        send(r).await
     }
 
     pub fn token(&self, account: &Account) -> String {
@@ -86,6 +83,12 @@ impl TestApp {
     pub fn master_token(&self) -> String {
         self.sys.token(&self.sys.master, true)
     }
+}
+
+/// Sends a request and returns its status and JSON body.
+pub async fn send(req: RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request sent");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
 /// A fresh account tree for one test: `reseller` (a port authority with a support email)
@@ -139,7 +142,8 @@ impl OwnCouch {
     }
 
     pub async fn restart(&mut self) {
-        let bin = std::env::var("POUCHDB_SERVER_BIN").expect("POUCHDB_SERVER_BIN is set: run the tests with scripts/test.sh");
+        let bin =
+            std::env::var("POUCHDB_SERVER_BIN").expect("POUCHDB_SERVER_BIN is set: run the tests with scripts/test.sh");
         let child = std::process::Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--dir"])
             .arg(&self.dir)
@@ -173,5 +177,71 @@ impl Drop for OwnCouch {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Port request calls shared by the lifecycle tests.
+pub struct Ports<'a> {
+    pub app: &'a TestApp,
+    pub account: &'a Account,
+}
+
+impl<'a> Ports<'a> {
+    pub fn new(app: &'a TestApp, account: &'a Account) -> Self {
+        Self { app, account }
+    }
+
+    pub fn path(&self, rest: &str) -> String {
+        format!("/v2/accounts/{}/port_requests{rest}", self.account.id)
+    }
+
+    /// Creates a request with these numbers; panics unless it is created.
+    pub async fn create(&self, token: &str, numbers: &[&str]) -> Value {
+        let nums: serde_json::Map<String, Value> = numbers.iter().map(|n| (n.to_string(), json!({}))).collect();
+        let (status, body) = self
+            .app
+            .call(
+                Method::PUT,
+                &self.path(""),
+                token,
+                Some(json!({"name": format!("Port {}", numbers.join(",")), "numbers": nums})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"].clone()
+    }
+
+    pub async fn get(&self, token: &str, id: &str) -> (u16, Value) {
+        self.app.call(Method::GET, &self.path(&format!("/{id}")), token, None).await
+    }
+
+    pub async fn to(&self, token: &str, id: &str, state: &str, data: Option<Value>) -> (u16, Value) {
+        let data = data.or_else(|| {
+            (state == "scheduled")
+                .then(|| json!({"schedule_on": {"date_time": "2031-06-24 12:00", "timezone": "America/Los_Angeles"}}))
+        });
+        self.app.call(Method::PATCH, &self.path(&format!("/{id}/{state}")), token, data).await
+    }
+
+    /// Drives a request through `states` with the authority's token.
+    pub async fn walk(&self, authority: &str, id: &str, states: &[&str]) {
+        for st in states {
+            let (status, body) = self.to(authority, id, st, None).await;
+            assert_eq!(status, 200, "moving to {st}: {body}");
+        }
+    }
+}
+
+/// The path of transitions that brings a new request to `state`.
+pub fn path_to(state: &str) -> &'static [&'static str] {
+    match state {
+        "unconfirmed" => &[],
+        "submitted" => &["submitted"],
+        "pending" => &["submitted", "pending"],
+        "scheduled" => &["submitted", "pending", "scheduled"],
+        "completed" => &["submitted", "pending", "completed"],
+        "rejected" => &["submitted", "rejected"],
+        "canceled" => &["canceled"],
+        other => panic!("no path to {other}"),
     }
 }

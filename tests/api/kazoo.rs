@@ -41,7 +41,10 @@ pub struct Couch {
 
 impl Couch {
     pub fn new(url: &str) -> Self {
-        Self { url: url.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+        // no pooled connections: each #[tokio::test] has its own runtime, and a pooled connection
+        // dies with the runtime that opened it
+        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        Self { url: url.trim_end_matches('/').to_owned(), http }
     }
 
     pub async fn ensure_db(&self, db: &str) {
@@ -57,7 +60,15 @@ impl Couch {
     /// PUT a document; returns the CouchDB answer (with `ok` or `error`).
     pub async fn put(&self, db: &str, doc: &Value) -> Value {
         let id = doc["_id"].as_str().unwrap();
-        self.http.put(format!("{}/{}/{}", self.url, enc(db), enc(id))).json(doc).send().await.unwrap().json().await.unwrap()
+        self.http
+            .put(format!("{}/{}/{}", self.url, enc(db), enc(id)))
+            .json(doc)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn put_attachment(&self, db: &str, id: &str, rev: &str, name: &str, ct: &str, body: Vec<u8>) -> Value {
@@ -80,7 +91,8 @@ impl Couch {
     /// Sets a `system_config` `default.<key>`; returns the previous value.
     pub async fn set_config(&self, doc_id: &str, key: &str, value: Value) -> Option<Value> {
         loop {
-            let mut doc = self.get("system_config", doc_id).await.unwrap_or_else(|| json!({"_id": doc_id, "default": {}}));
+            let mut doc =
+                self.get("system_config", doc_id).await.unwrap_or_else(|| json!({"_id": doc_id, "default": {}}));
             let previous = doc["default"].get(key).cloned();
             doc["default"][key] = value.clone();
             if self.put("system_config", &doc).await["ok"] == true {
@@ -128,7 +140,8 @@ impl System {
         let auth = match couch.get("system_config", "auth").await {
             Some(doc) if doc["default"]["system_key"].is_string() => doc,
             _ => {
-                let doc = json!({"_id": "auth", "default": {"system_key": hex32(), "secret_for_user_signature": hex32()}});
+                let doc =
+                    json!({"_id": "auth", "default": {"system_key": hex32(), "secret_for_user_signature": hex32()}});
                 couch.put("system_config", &doc).await;
                 couch.get("system_config", "auth").await.unwrap()
             }
@@ -145,7 +158,16 @@ impl System {
                 let created = couch.put("system_auth", &json!({"_id": kid, "pvt_type": "system_key"})).await;
                 let rev = created["rev"].as_str().unwrap_or_default().to_owned();
                 let pem = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string();
-                couch.put_attachment("system_auth", &kid, &rev, "private_key.pem", "application/x-pem-file", pem.into_bytes()).await;
+                couch
+                    .put_attachment(
+                        "system_auth",
+                        &kid,
+                        &rev,
+                        "private_key.pem",
+                        "application/x-pem-file",
+                        pem.into_bytes(),
+                    )
+                    .await;
                 key
             }
         };
@@ -161,7 +183,9 @@ impl System {
         };
         let master = match load_account(&couch, &master_id).await {
             Some(a) => a,
-            None => write_account(&couch, &master_id, "Master Account", vec![], json!({"pvt_superduper_admin": true})).await,
+            None => {
+                write_account(&couch, &master_id, "Master Account", vec![], json!({"pvt_superduper_admin": true})).await
+            }
         };
         System { couch, kid, key, server_secret, master }
     }
@@ -189,12 +213,20 @@ impl System {
         self.token_with(account, with_user, 3600, &self.key, None)
     }
 
-    pub fn token_with(&self, account: &Account, with_user: bool, ttl: i64, key: &RsaPrivateKey, sig: Option<&str>) -> String {
+    pub fn token_with(
+        &self,
+        account: &Account,
+        with_user: bool,
+        ttl: i64,
+        key: &RsaPrivateKey,
+        sig: Option<&str>,
+    ) -> String {
         let (identity, secret) =
             if with_user { (&account.user_id, &account.user_secret) } else { (&account.id, &account.secret) };
         let mut mac = Hmac::<Sha256>::new_from_slice(format!("{secret}{}", self.server_secret).as_bytes()).unwrap();
         mac.update(identity.as_bytes());
-        let identity_sig = sig.map(str::to_owned).unwrap_or_else(|| URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        let identity_sig =
+            sig.map(str::to_owned).unwrap_or_else(|| URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
         let mut claims = json!({
             "account_id": account.id, "method": "cb_user_auth", "iss": "kazoo",
             "exp": chrono::Utc::now().timestamp() + ttl, "identity_sig": identity_sig,
@@ -203,11 +235,8 @@ impl System {
             claims["owner_id"] = json!(account.user_id);
         }
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let signature = SigningKey::<Sha256>::new(key.clone()).sign(signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
     }

@@ -5,6 +5,10 @@ mod helpers;
 mod kazoo;
 
 mod auth;
+mod comments;
 mod envelope;
+mod lifecycle;
+mod numbers;
 mod outage;
 mod startup;
+mod transitions;

@@ -48,7 +48,18 @@ fn unreachable_couchdb_fails_without_leaking_credentials() {
 fn help_documents_subcommands_and_settings() {
     let out = bin(&[], &["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["serve", "bootstrap", "token", "COUCHDB_URL", "LISTEN_ADDR", "SMTP_URL", "EMAIL_FROM", "WKHTMLTOPDF", "TEMPLATES_DIR", "LOG"] {
+    for word in [
+        "serve",
+        "bootstrap",
+        "token",
+        "COUCHDB_URL",
+        "LISTEN_ADDR",
+        "SMTP_URL",
+        "EMAIL_FROM",
+        "WKHTMLTOPDF",
+        "TEMPLATES_DIR",
+        "LOG",
+    ] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
     let out = bin(&[], &["token", "--help"]);

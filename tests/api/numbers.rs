@@ -1,0 +1,107 @@
+//! A number is on at most one open request in the whole system, and never one in service.
+
+use crate::helpers::{Ports, assert_error, spawn_app, tree};
+use crate::kazoo::random_number;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn conflicts_are_reported_per_number_with_kazoo_messages() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let other = app.sys.account(None, "Elsewhere", json!({})).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let (same_account, other_account, in_service, free) =
+        (random_number(), random_number(), random_number(), random_number());
+    let first = ports.create(&member, &[&same_account]).await;
+    Ports::new(&app, &other).create(&app.token(&other), &[&other_account]).await;
+    app.sys.assign_number(&in_service, &other, "in_service").await;
+
+    let ten = &same_account[2..];
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &ports.path(""),
+            &member,
+            Some(json!({"name": "x", "numbers": {
+                ten: {}, other_account.clone(): {}, in_service.clone(): {}, free.clone(): {}
+            }})),
+        )
+        .await;
+    let data = assert_error(status, &body, 400, "validation error");
+    assert_eq!(
+        data,
+        json!({
+            ten: {"type": {"message": format!("Number is on a port request already: {}", first["id"].as_str().unwrap()), "cause": ten}},
+            other_account.clone(): {"type": {"message": "Number is being ported for a different account", "cause": other_account}},
+            in_service.clone(): {"type": {"message": "Number exists on the system already", "cause": in_service}},
+        })
+    );
+}
+
+#[tokio::test]
+async fn every_open_state_holds_its_numbers_and_closed_ones_release_them() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    for path in [&[][..], &["submitted"], &["submitted", "pending"], &["submitted", "rejected"]] {
+        let n = random_number();
+        let id = ports.create(&member, &[&n]).await["id"].as_str().unwrap().to_owned();
+        ports.walk(&authority, &id, path).await;
+        let (status, _) = app
+            .call(Method::PUT, &ports.path(""), &member, Some(json!({"name": "dup", "numbers": {n.clone(): {}}})))
+            .await;
+        assert_eq!(status, 400, "after {path:?}");
+    }
+    let n = random_number();
+    let id = ports.create(&member, &[&n]).await["id"].as_str().unwrap().to_owned();
+    ports.walk(&authority, &id, &["canceled"]).await;
+    ports.create(&member, &[&n]).await;
+}
+
+#[tokio::test]
+async fn edits_and_submissions_are_checked_too() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let (a, b) = (random_number(), random_number());
+    let first = ports.create(&member, &[&a]).await;
+    let second = ports.create(&member, &[&b]).await;
+    let second_id = second["id"].as_str().unwrap();
+    // editing the second to take the first's number
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &ports.path(&format!("/{second_id}")),
+            &member,
+            Some(json!({"name": "x", "numbers": {a.clone(): {}}})),
+        )
+        .await;
+    let data = assert_error(status, &body, 400, "validation error");
+    assert!(data[&a]["type"]["message"].as_str().unwrap().ends_with(first["id"].as_str().unwrap()));
+    let (status, _) = app
+        .call(Method::PATCH, &ports.path(&format!("/{second_id}")), &member, Some(json!({"numbers": {a.clone(): {}}})))
+        .await;
+    assert_eq!(status, 400);
+    // keeping its own number is fine
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &ports.path(&format!("/{second_id}")),
+            &member,
+            Some(json!({"name": "y", "numbers": {b.clone(): {}}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // a number that went into service after creation blocks the submission
+    let other = app.sys.account(None, "Elsewhere", json!({})).await;
+    app.sys.assign_number(&b, &other, "in_service").await;
+    let (status, body) = ports.to(&member, second_id, "submitted", None).await;
+    assert_eq!(
+        assert_error(status, &body, 400, "validation error")[&b]["type"]["message"],
+        "Number exists on the system already"
+    );
+}
