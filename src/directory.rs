@@ -6,6 +6,7 @@ use crate::couch::{Couch, StoreResult, dbs};
 use crate::domain::ids::AccountId;
 use moka::future::Cache;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub struct Directory {
     couch: Couch,
     accounts: Cache<AccountId, Arc<Account>>,
     docs: Cache<(String, String), Arc<Value>>,
+    names: Cache<AccountId, Arc<str>>,
 }
 
 impl Directory {
@@ -70,6 +72,7 @@ impl Directory {
             couch,
             accounts: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             docs: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            names: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
         }
     }
 
@@ -136,6 +139,30 @@ impl Directory {
     /// The account's `whitelabel` document, if any.
     pub async fn whitelabel(&self, account: &AccountId) -> StoreResult<Option<Arc<Value>>> {
         self.doc(&account.db_name(), "whitelabel").await
+    }
+
+    /// Account names for a page of results: cached ones, then one read of the `accounts`
+    /// copies for the rest. Unknown accounts are absent from the answer.
+    pub async fn account_names(&self, ids: &[AccountId]) -> StoreResult<HashMap<AccountId, Arc<str>>> {
+        let mut names = HashMap::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.names.get(id).await {
+                Some(n) => {
+                    names.insert(id.clone(), n);
+                }
+                None => missing.push(id.to_string()),
+            }
+        }
+        for doc in self.couch.get_many(dbs::ACCOUNTS, &missing).await? {
+            let id = doc.get("_id").and_then(Value::as_str).and_then(AccountId::from_any);
+            if let (Some(id), Some(name)) = (id, doc.get("name").and_then(Value::as_str)) {
+                let name: Arc<str> = Arc::from(name);
+                self.names.insert(id.clone(), name.clone()).await;
+                names.insert(id, name);
+            }
+        }
+        Ok(names)
     }
 
     /// Forgets what is cached about an account (after we learn it changed).

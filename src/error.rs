@@ -66,6 +66,9 @@ impl ValidationErrors {
 pub enum ApiError {
     #[error("validation error")]
     Validation(ValidationErrors),
+    /// A request value that makes no sense (crossbar's `invalid_request`, but a 400).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("accept charges")]
@@ -115,6 +118,7 @@ impl ApiError {
         use ApiError::*;
         let (status, message, data) = match self {
             Validation(errors) => (StatusCode::BAD_REQUEST, "validation error", errors.to_value()),
+            InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", msg(m)),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg("invalid credentials")),
             AcceptCharges(quote) => (StatusCode::PAYMENT_REQUIRED, "accept charges", quote.clone()),
             Forbidden(extra) => {

@@ -104,6 +104,7 @@ pub struct ViewQuery {
     pub start_key_doc_id: Option<String>,
     pub end_key: Option<Value>,
     pub limit: Option<u64>,
+    pub skip: Option<u64>,
     pub descending: bool,
     pub include_docs: bool,
 }
@@ -130,6 +131,7 @@ impl ViewQuery {
             start_key_doc_id: self.start_key_doc_id.clone(),
             end_key: self.end_key.clone(),
             limit: self.limit,
+            skip: self.skip.filter(|s| *s > 0),
             descending: self.descending.then_some(true),
             include_docs: self.include_docs.then_some(true),
             reduce: Some(false),

@@ -3,6 +3,7 @@
 pub mod authority;
 pub mod comments;
 pub mod ids;
+pub mod paging;
 pub mod phone_number;
 pub mod port_request;
 pub mod port_state;

@@ -21,6 +21,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
+    listings::configure(cfg);
     port_requests::configure(cfg);
     cfg.default_service(web::to(not_found));
 }

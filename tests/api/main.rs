@@ -8,6 +8,7 @@ mod auth;
 mod comments;
 mod envelope;
 mod lifecycle;
+mod listings;
 mod numbers;
 mod outage;
 mod startup;
