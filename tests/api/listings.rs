@@ -11,8 +11,6 @@ const STATES: [&str; 7] = ["unconfirmed", "submitted", "pending", "scheduled", "
 struct World {
     reseller: Account,
     customer: Account,
-    child: Account,
-    sibling: Account,
     /// state -> (request id, number) of the customer's requests
     customer_requests: BTreeMap<&'static str, (String, String)>,
     child_ids: Vec<String>,
@@ -46,8 +44,6 @@ async fn world(app: &TestApp) -> World {
     World {
         reseller: t.reseller,
         customer: t.customer,
-        child,
-        sibling,
         customer_requests,
         child_ids,
         sibling_id,
