@@ -1,0 +1,285 @@
+//! `scripts/bench.sh [section ...]`: the service's latency next to the raw CouchDB requests
+//! that return the same data, measured in the same run against the same server. Prints
+//! markdown tables (copied into the README).
+//!
+//! Sections: `listings`.
+
+use kazoo_port_requests::bootstrap;
+use kazoo_port_requests::configuration::CouchSettings;
+use kazoo_port_requests::couch::Couch;
+use kazoo_port_requests::domain::ids::new_doc_id;
+use kazoo_port_requests::domain::time::now_gregorian;
+use rand::Rng;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SAMPLES: usize = 200;
+const WARMUP: usize = 20;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench.sh"))
+}
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_service(couch_url: &str) -> Service {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env("KPR_BIN"))
+        .arg("serve")
+        .env("COUCHDB_URL", couch_url)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the service starts");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
+            return Service { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the service did not start");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Times `a` and `b` alternately, `SAMPLES` times each after a warm-up; returns the medians.
+async fn compare<A, B, FA, FB>(mut a: A, mut b: B) -> (Duration, Duration)
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: std::future::Future<Output = usize>,
+    FB: std::future::Future<Output = usize>,
+{
+    for _ in 0..WARMUP {
+        a().await;
+        b().await;
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        a().await;
+        ta.push(t.elapsed());
+        let t = Instant::now();
+        b().await;
+        tb.push(t.elapsed());
+    }
+    (median(ta), median(tb))
+}
+
+struct Ctx {
+    couch: Couch,
+    couch_url: String,
+    http: reqwest::Client,
+}
+
+impl Ctx {
+    async fn new() -> Ctx {
+        let couch_url = env("COUCHDB_URL");
+        let settings = CouchSettings::parse(&couch_url, Duration::from_secs(120)).unwrap();
+        let couch = Couch::new(&settings).unwrap();
+        bootstrap::ensure_service_databases(&couch).await.unwrap();
+        Ctx { couch, couch_url, http: reqwest::Client::new() }
+    }
+
+    /// Writes an account (and an admin user) the way Kazoo lays them out; `with_db` also
+    /// creates its account database (only needed for accounts that call or are called).
+    async fn account(&self, id: &str, name: &str, tree: &[String], with_db: bool) -> Option<String> {
+        let doc = json!({"_id": id, "name": name, "pvt_type": "account", "pvt_tree": tree,
+                         "pvt_signature_secret": new_doc_id(), "timezone": "UTC"});
+        if !with_db {
+            self.couch.bulk_save("accounts", &[doc]).await.unwrap();
+            return None;
+        }
+        bootstrap::create_account_docs(&self.couch, &doc).await.unwrap();
+        let user = new_doc_id();
+        let db = kazoo_port_requests::domain::ids::AccountId::parse(id).unwrap().db_name();
+        let mut user_doc = json!({"_id": user, "pvt_type": "user", "first_name": "Bench", "last_name": name,
+                                  "pvt_signature_secret": new_doc_id()});
+        self.couch.save(&db, &mut user_doc).await.unwrap();
+        Some(user)
+    }
+
+    async fn view_rows(&self, view: &str, body: &Value) -> usize {
+        let url = format!("{}/port_requests/_design/{view}", self.couch_url);
+        let r: Value = self.http.post(url).json(body).send().await.unwrap().json().await.unwrap();
+        r["rows"].as_array().map_or(0, Vec::len)
+    }
+
+    async fn service_count(&self, url: &str, token: &str) -> usize {
+        let r: Value = self.http.get(url).header("X-Auth-Token", token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(r["status"], "success", "{r}");
+        r["data"].as_array().map_or(0, |groups| {
+            groups.iter().map(|g| g["port_requests"].as_array().map_or(1, Vec::len)).sum()
+        })
+    }
+}
+
+const STATES: [&str; 7] = ["unconfirmed", "submitted", "pending", "scheduled", "completed", "rejected", "canceled"];
+const YEAR: i64 = 365 * 86_400;
+
+fn request_doc(account: &str, account_name: &str, tree: &[String], authority: &str, state: &str, modified: i64) -> Value {
+    let mut rng = rand::thread_rng();
+    let number = format!("+1{}{:09}", rng.gen_range(2..10), rng.gen_range(0..1_000_000_000u64));
+    let created = modified - rng.gen_range(0..30 * 86_400);
+    let mut doc = json!({
+        "_id": new_doc_id(), "pvt_type": "port_request", "pvt_vsn": "1", "pvt_account_db": "port_requests",
+        "name": format!("Bench port {number}"), "numbers": {number.clone(): {}},
+        "bill": {"name": "Bench Customer", "carrier": "Bench Telco", "street_address": "Main", "locality": "Springfield"},
+        "pvt_port_state": state, "pvt_account_id": account, "pvt_account_name": account_name,
+        "pvt_port_authority": authority, "pvt_port_authority_name": "Bench Authority", "pvt_tree": tree,
+        "pvt_created": created, "pvt_modified": modified,
+        "pvt_transitions": [{"timestamp": created, "type": "transition", "transition": {"new": "unconfirmed"},
+                             "authorization": {"account": {"id": account}}}],
+    });
+    if state == "completed" {
+        doc["pvt_ported_numbers"] = doc["numbers"].clone();
+        doc["numbers"] = json!({});
+    }
+    doc
+}
+
+async fn insert(ctx: &Ctx, docs: Vec<Value>) {
+    for chunk in docs.chunks(2000) {
+        for r in ctx.couch.bulk_save("port_requests", chunk).await.unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
+async fn warm_views(ctx: &Ctx) -> Duration {
+    let t = Instant::now();
+    for view in [
+        "kazoo_port_requests/_view/listing_by_group",
+        "port_requests/_view/listing_by_state",
+        "port_requests/_view/agent_listing_by_state",
+    ] {
+        ctx.view_rows(view, &json!({"limit": 1})).await;
+    }
+    t.elapsed()
+}
+
+/// The authority's first page of `completed` and an account's `active` list, each next to
+/// the raw view query (with `include_docs`) that returns the same rows.
+async fn measure_listings(
+    ctx: &Ctx,
+    token: &str,
+    agent_url: &str,
+    account_url: &str,
+    authority: &str,
+    target: &str,
+) -> [(Duration, Duration); 2] {
+    let now = now_gregorian();
+    let window = json!({
+        "start_key": ["authority", authority, "completed", now - 2_682_000],
+        "end_key": ["authority", authority, "completed", now, {}],
+        "limit": 51, "include_docs": true });
+    let active = json!({ "start_key": ["account", target, "active"], "end_key": ["account", target, "active", {}],
+                         "include_docs": true });
+    let view = "kazoo_port_requests/_view/listing_by_group";
+    let agent = compare(|| ctx.service_count(agent_url, token), || ctx.view_rows(view, &window)).await;
+    let account = compare(|| ctx.service_count(account_url, token), || ctx.view_rows(view, &active)).await;
+    assert_eq!(ctx.service_count(agent_url, token).await, 50);
+    assert_eq!(ctx.service_count(account_url, token).await, 60);
+    [agent, account]
+}
+
+async fn listings() {
+    let ctx = Ctx::new().await;
+    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
+    let master = demo.master_account_id.to_string();
+    let authority = new_doc_id();
+    let user = ctx.account(&authority, "Bench Authority", std::slice::from_ref(&master), true).await.unwrap();
+    let mut wl = json!({"_id": "whitelabel", "port": {"authority": authority}});
+    let authority_db = kazoo_port_requests::domain::ids::AccountId::parse(&authority).unwrap().db_name();
+    ctx.couch.save(&authority_db, &mut wl).await.unwrap();
+    let token = bootstrap::token(&ctx.couch, &authority, Some(&user), 24 * 3600).await.unwrap();
+    let tree = vec![master.clone(), authority.clone()];
+    let accounts: Vec<String> = (0..1000).map(|_| new_doc_id()).collect();
+    let target = accounts[0].clone();
+    ctx.account(&target, "Bench Target", &tree, true).await;
+    for (i, a) in accounts.iter().enumerate().skip(1) {
+        ctx.account(a, &format!("Bench Account {i}"), &tree, false).await;
+    }
+
+    let now = now_gregorian();
+    let mut rng = rand::thread_rng();
+    let random_doc = |rng: &mut rand::rngs::ThreadRng| {
+        let a = &accounts[rng.gen_range(1..accounts.len())];
+        request_doc(a, "Bench Account", &tree, &authority, STATES[rng.gen_range(0..7)], now - rng.gen_range(0..YEAR))
+    };
+    // phase 1: 1,000 requests; the target account has 100 (60 open), the authority 60
+    // completed inside the default 31-day window
+    let mut docs = Vec::new();
+    for i in 0..100 {
+        let state = if i < 60 { STATES[[0, 1, 2, 3, 5][i % 5]] } else { ["completed", "canceled"][i % 2] };
+        docs.push(request_doc(&target, "Bench Target", &tree, &authority, state, now - rng.gen_range(0..YEAR)));
+    }
+    for _ in 0..60 {
+        let a = &accounts[rng.gen_range(1..accounts.len())];
+        docs.push(request_doc(a, "Bench Account", &tree, &authority, "completed", now - rng.gen_range(0..25 * 86_400)));
+    }
+    while docs.len() < 1000 {
+        docs.push(random_doc(&mut rng));
+    }
+    insert(&ctx, docs).await;
+    let warm1 = warm_views(&ctx).await;
+
+    let service = start_service(&ctx.couch_url).await;
+    let agent_url = format!("{}/v2/port_requests?by_types=completed", service.base);
+    let account_url = format!("{}/v2/accounts/{target}/port_requests", service.base);
+    let small = measure_listings(&ctx, &token, &agent_url, &account_url, &authority, &target).await;
+
+    // phase 2: 99,000 more
+    let t = Instant::now();
+    let docs: Vec<Value> = (0..99_000).map(|_| random_doc(&mut rng)).collect();
+    insert(&ctx, docs).await;
+    let loaded = t.elapsed();
+    let warm2 = warm_views(&ctx).await;
+    let large = measure_listings(&ctx, &token, &agent_url, &account_url, &authority, &target).await;
+
+    println!("\n### Listings (PouchDB Server, {SAMPLES} samples each, medians)\n");
+    println!("| query | requests | service | raw CouchDB view + include_docs | ratio (target ≤ 1.5) |");
+    println!("|---|---|---|---|---|");
+    let names = ["authority's first page (50) of `completed`, default window", "an account's `active` list (60)"];
+    for (set, label) in [(&small, "1,000"), (&large, "100,000")] {
+        for (i, (svc, raw)) in set.iter().enumerate() {
+            let ratio = svc.as_secs_f64() / raw.as_secs_f64();
+            println!("| {} | {label} | {} | {} | {ratio:.2} |", names[i], ms(*svc), ms(*raw));
+        }
+    }
+    println!("\n| query | 1,000 → 100,000 requests (target < 1.3) |\n|---|---|");
+    for i in 0..2 {
+        println!("| {} | {:.2} |", names[i], large[i].0.as_secs_f64() / small[i].0.as_secs_f64());
+    }
+    println!("\n(load of 99,000 requests: {:.1} s; view indexing: {:.1} s then {:.1} s)", loaded.as_secs_f64(), warm1.as_secs_f64(), warm2.as_secs_f64());
+    drop(service);
+}
+
+#[tokio::main]
+async fn main() {
+    let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all = sections.is_empty();
+    if all || sections.iter().any(|s| s == "listings") {
+        listings().await;
+    }
+}
