@@ -2,7 +2,7 @@
 //! that return the same data, measured in the same run against the same server. Prints
 //! markdown tables (copied into the README).
 //!
-//! Sections: `listings`.
+//! Sections: `listings`, `loa`.
 
 use kazoo_port_requests::bootstrap;
 use kazoo_port_requests::configuration::CouchSettings;
@@ -128,16 +128,23 @@ impl Ctx {
     async fn service_count(&self, url: &str, token: &str) -> usize {
         let r: Value = self.http.get(url).header("X-Auth-Token", token).send().await.unwrap().json().await.unwrap();
         assert_eq!(r["status"], "success", "{r}");
-        r["data"].as_array().map_or(0, |groups| {
-            groups.iter().map(|g| g["port_requests"].as_array().map_or(1, Vec::len)).sum()
-        })
+        r["data"]
+            .as_array()
+            .map_or(0, |groups| groups.iter().map(|g| g["port_requests"].as_array().map_or(1, Vec::len)).sum())
     }
 }
 
 const STATES: [&str; 7] = ["unconfirmed", "submitted", "pending", "scheduled", "completed", "rejected", "canceled"];
 const YEAR: i64 = 365 * 86_400;
 
-fn request_doc(account: &str, account_name: &str, tree: &[String], authority: &str, state: &str, modified: i64) -> Value {
+fn request_doc(
+    account: &str,
+    account_name: &str,
+    tree: &[String],
+    authority: &str,
+    state: &str,
+    modified: i64,
+) -> Value {
     let mut rng = rand::thread_rng();
     let number = format!("+1{}{:09}", rng.gen_range(2..10), rng.gen_range(0..1_000_000_000u64));
     let created = modified - rng.gen_range(0..30 * 86_400);
@@ -271,8 +278,145 @@ async fn listings() {
     for i in 0..2 {
         println!("| {} | {:.2} |", names[i], large[i].0.as_secs_f64() / small[i].0.as_secs_f64());
     }
-    println!("\n(load of 99,000 requests: {:.1} s; view indexing: {:.1} s then {:.1} s)", loaded.as_secs_f64(), warm1.as_secs_f64(), warm2.as_secs_f64());
+    println!(
+        "\n(load of 99,000 requests: {:.1} s; view indexing: {:.1} s then {:.1} s)",
+        loaded.as_secs_f64(),
+        warm1.as_secs_f64(),
+        warm2.as_secs_f64()
+    );
     drop(service);
+}
+
+/// Sets up a superduper demo install and one customer account under it; returns the
+/// customer id and an admin token.
+async fn demo_customer(ctx: &Ctx) -> (String, String) {
+    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
+    let master = demo.master_account_id.to_string();
+    let customer = new_doc_id();
+    let user = ctx.account(&customer, "Bench Customer Inc", std::slice::from_ref(&master), true).await.unwrap();
+    let token = bootstrap::token(&ctx.couch, &customer, Some(&user), 24 * 3600).await.unwrap();
+    (customer, token)
+}
+
+async fn loa() {
+    let ctx = Ctx::new().await;
+    let (customer, token) = demo_customer(&ctx).await;
+    let service = start_service(&ctx.couch_url).await;
+    let base = format!("{}/v2/accounts/{customer}/port_requests", service.base);
+    let body = json!({"data": {"name": "LOA bench", "signee_name": "Jane Signer",
+        "numbers": {"+14155550101": {}, "+14155550102": {}, "+14155550103": {}},
+        "bill": {"name": "Jane Customer", "carrier": "Pacific Bell", "account_number": "A-1", "pin": "1234",
+                 "street_number": "1", "street_address": "Market", "street_type": "St", "locality": "San Francisco",
+                 "region": "CA", "postal_code": "94105"}}});
+    let created: Value =
+        ctx.http.put(&base).header("X-Auth-Token", &token).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let loa_url = format!("{base}/{id}/loa");
+    let get_loa = || async {
+        let r = ctx
+            .http
+            .get(&loa_url)
+            .header("X-Auth-Token", &token)
+            .header("Accept", "application/pdf")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        r.bytes().await.unwrap().len()
+    };
+    // the LOA itself, stored as an attachment, is what the raw CouchDB GET reads
+    let pdf = ctx.http.get(&loa_url).header("X-Auth-Token", &token).send().await.unwrap().bytes().await.unwrap();
+    let up = ctx
+        .http
+        .put(format!("{base}/{id}/attachments?filename=loa.pdf"))
+        .header("X-Auth-Token", &token)
+        .header("Content-Type", "application/pdf")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(up.status().is_success());
+    let raw_url = format!("{}/port_requests/{id}/loa.pdf", ctx.couch_url);
+    let raw = || async { ctx.http.get(&raw_url).send().await.unwrap().bytes().await.unwrap().len() };
+    let (cached, raw_get) = compare(get_loa, raw).await;
+
+    // uncached: every GET follows a change, so every GET renders
+    let mut service_times = Vec::new();
+    let mut bare_times = Vec::new();
+    let html_dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let patch = json!({"data": {"signee_name": format!("Jane Signer {i}")}});
+        ctx.http.patch(format!("{base}/{id}")).header("X-Auth-Token", &token).json(&patch).send().await.unwrap();
+        let t = Instant::now();
+        get_loa().await;
+        service_times.push(t.elapsed());
+        // the same HTML, rendered by wkhtmltopdf alone with the same options
+        let html = service_html(&ctx, &id).await;
+        let input = html_dir.path().join("loa.html");
+        std::fs::write(&input, html).unwrap();
+        let t = Instant::now();
+        let status = Command::new("wkhtmltopdf")
+            .args([
+                "--quiet",
+                "--encoding",
+                "utf-8",
+                "--page-size",
+                "Letter",
+                "--disable-javascript",
+                "--disable-local-file-access",
+            ])
+            .args([
+                "--margin-top",
+                "14mm",
+                "--margin-bottom",
+                "14mm",
+                "--margin-left",
+                "16mm",
+                "--margin-right",
+                "16mm",
+            ])
+            .arg(&input)
+            .arg(html_dir.path().join("loa.pdf"))
+            .env("QT_QPA_PLATFORM", "offscreen")
+            .env("XDG_RUNTIME_DIR", html_dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        bare_times.push(t.elapsed());
+        assert!(status.code().is_some());
+    }
+    let (uncached, bare) = (median(service_times), median(bare_times));
+    println!("\n### LOA (PouchDB Server, medians)\n");
+    println!("| measure | service | reference | result |\n|---|---|---|---|");
+    println!(
+        "| cached LOA GET vs raw CouchDB attachment GET ({} KB) | {} | {} | ratio {:.2} (target ≤ 1.5) |",
+        pdf.len() / 1024,
+        ms(cached),
+        ms(raw_get),
+        cached.as_secs_f64() / raw_get.as_secs_f64()
+    );
+    println!(
+        "| uncached LOA GET vs bare wkhtmltopdf on the same HTML | {} | {} | +{:.1} ms (target ≤ +50 ms) |",
+        ms(uncached),
+        ms(bare),
+        (uncached.as_secs_f64() - bare.as_secs_f64()) * 1000.0
+    );
+    drop(service);
+}
+
+/// The HTML the service renders for a request, built with the service's own functions.
+async fn service_html(ctx: &Ctx, id: &str) -> String {
+    use kazoo_port_requests::domain::loa::template_data;
+    let doc: Value = ctx.couch.get("port_requests", id).await.unwrap().unwrap();
+    let account_id = doc["pvt_account_id"].as_str().unwrap();
+    let db = kazoo_port_requests::domain::ids::AccountId::parse(account_id).unwrap().db_name();
+    let account = ctx.couch.get(&db, account_id).await.unwrap().unwrap();
+    let master = doc["pvt_tree"][0].as_str().unwrap().to_owned();
+    let master_db = kazoo_port_requests::domain::ids::AccountId::parse(&master).unwrap().db_name();
+    let reseller = ctx.couch.get(&master_db, &master).await.unwrap().unwrap();
+    let data = template_data(&doc, &account, &reseller, chrono_tz::UTC, now_gregorian());
+    let source = std::fs::read_to_string("templates/loa/loa.hbs").unwrap();
+    handlebars::Handlebars::new().render_template(&source, &data).unwrap()
 }
 
 #[tokio::main]
@@ -281,5 +425,8 @@ async fn main() {
     let all = sections.is_empty();
     if all || sections.iter().any(|s| s == "listings") {
         listings().await;
+    }
+    if all || sections.iter().any(|s| s == "loa") {
+        loa().await;
     }
 }

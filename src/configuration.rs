@@ -110,6 +110,8 @@ pub struct Settings {
     pub smtp_url: SmtpUrl,
     pub email_from: String,
     pub wkhtmltopdf: String,
+    /// How long one LOA rendering may take.
+    pub loa_timeout: Duration,
     pub templates_dir: PathBuf,
     pub log: String,
     /// The name hashed into the envelope's `node` field.
@@ -144,6 +146,9 @@ pub struct SettingsArgs {
     /// The wkhtmltopdf program used to render LOA PDFs.
     #[arg(long, env = "WKHTMLTOPDF", default_value = "wkhtmltopdf", global = true)]
     pub wkhtmltopdf: String,
+    /// Seconds one LOA rendering may take before it is stopped (503).
+    #[arg(long, env = "LOA_TIMEOUT", default_value_t = 30, global = true)]
+    pub loa_timeout: u64,
     /// Directory of the handlebars templates (emails, LOA).
     #[arg(long, env = "TEMPLATES_DIR", default_value = "templates", global = true)]
     pub templates_dir: PathBuf,
@@ -201,6 +206,7 @@ impl SettingsArgs {
             smtp_url,
             email_from,
             wkhtmltopdf: self.wkhtmltopdf,
+            loa_timeout: Duration::from_secs(self.loa_timeout.max(1)),
             templates_dir: self.templates_dir,
             log: self.log,
             node_name: self.node_name.unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),

@@ -62,7 +62,7 @@ impl Account {
 pub struct Directory {
     couch: Couch,
     accounts: Cache<AccountId, Arc<Account>>,
-    docs: Cache<(String, String), Arc<Value>>,
+    docs: Cache<(String, String), Option<Arc<Value>>>,
     names: Cache<AccountId, Arc<str>>,
 }
 
@@ -80,20 +80,16 @@ impl Directory {
         &self.couch
     }
 
-    /// A document from any database, cached; `None` if missing.
+    /// A document from any database, cached (a missing one too: configuration documents such
+    /// as `pdf.loa` or `whitelabel` are usually absent, and asking again each time is waste).
     pub async fn doc(&self, db: &str, id: &str) -> StoreResult<Option<Arc<Value>>> {
         let key = (db.to_owned(), id.to_owned());
         if let Some(hit) = self.docs.get(&key).await {
-            return Ok(Some(hit));
+            return Ok(hit);
         }
-        match self.couch.get(db, id).await? {
-            Some(doc) => {
-                let doc = Arc::new(doc);
-                self.docs.insert(key, doc.clone()).await;
-                Ok(Some(doc))
-            }
-            None => Ok(None),
-        }
+        let doc = self.couch.get(db, id).await?.map(Arc::new);
+        self.docs.insert(key, doc.clone()).await;
+        Ok(doc)
     }
 
     /// The account document; `None` if the account does not exist or was deleted.

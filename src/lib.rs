@@ -13,6 +13,7 @@ pub mod directory;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod loa;
 pub mod port_requests;
 pub mod routes;
 pub mod schema;

@@ -1,8 +1,10 @@
 //! Plain domain logic: no I/O, unit-tested in place.
 
+pub mod attachments;
 pub mod authority;
 pub mod comments;
 pub mod ids;
+pub mod loa;
 pub mod paging;
 pub mod phone_number;
 pub mod port_request;

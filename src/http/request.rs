@@ -207,21 +207,75 @@ impl Ctx {
 
     /// Authorizes the caller on `/v2/accounts/{raw}/...`: a malformed or unknown account is
     /// 404, an account outside the caller's tree 403.
+    /// Authorizes the caller on `/v2/accounts/{raw}/...` (see `authorize_account`).
     pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
-        let id = AccountId::parse(raw).map_err(|_| ApiError::InvalidAccountId(raw.to_owned()))?;
-        let account =
-            self.state.directory.account(&id).await?.ok_or_else(|| ApiError::BadIdentifier(Some(id.to_string())))?;
-        if !self.caller.may_access(&account) {
-            return Err(ApiError::Forbidden(None));
-        }
-        Ok(account)
+        authorize_account(&self.state, &self.caller, raw).await
+    }
+}
+
+/// Authorizes the caller on `/v2/accounts/{raw}/...`: a malformed or unknown account is 404,
+/// an account outside the caller's tree 403.
+pub async fn authorize_account(state: &AppState, caller: &Caller, raw: &str) -> Result<Arc<Account>, ApiError> {
+    let id = AccountId::parse(raw).map_err(|_| ApiError::InvalidAccountId(raw.to_owned()))?;
+    let account = state.directory.account(&id).await?.ok_or_else(|| ApiError::BadIdentifier(Some(id.to_string())))?;
+    if !caller.may_access(&account) {
+        return Err(ApiError::Forbidden(None));
+    }
+    Ok(account)
+}
+
+fn if_match(req: &HttpRequest) -> Option<String> {
+    req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
+}
+
+fn request_id(req: &HttpRequest) -> String {
+    req.extensions().get::<RequestMeta>().map(|m| m.request_id.clone()).unwrap_or_default()
+}
+
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::Internal("application state missing".into()))
+}
+
+/// An authenticated request whose body is not JSON (uploads) or not read at all: the token
+/// comes from the headers or the query string.
+pub struct Authed {
+    pub state: web::Data<AppState>,
+    pub query: Map<String, Value>,
+    pub caller: Arc<Caller>,
+    pub request_id: String,
+    pub if_match: Option<String>,
+}
+
+impl Authed {
+    pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
+        authorize_account(&self.state, &self.caller, raw).await
+    }
+}
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = app_state(&req)?;
+            let token = req.extensions().get::<RequestMeta>().and_then(|m| m.auth_token.clone());
+            let caller = authenticate(&req, token).await?;
+            Ok(Authed {
+                state,
+                query: parse_query(req.query_string()),
+                caller,
+                request_id: request_id(&req),
+                if_match: if_match(&req),
+            })
+        })
     }
 }
 
 /// Authenticates the request's token (as `Ctx` does) without touching the body.
 pub async fn authenticate(req: &HttpRequest, token: Option<String>) -> Result<Arc<Caller>, ApiError> {
-    let state =
-        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+    let state = app_state(req)?;
     let token = token.filter(|t| !t.is_empty()).ok_or(ApiError::InvalidCredentials)?;
     if let Some(m) = req.extensions_mut().get_mut::<RequestMeta>() {
         m.auth_token = Some(token.clone());
@@ -243,23 +297,14 @@ impl FromRequest for Ctx {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal("application state missing".into()))?;
+            let state = app_state(&req)?;
             let raw = read_body(&req, &mut payload, MAX_BODY_BYTES).await?;
             let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
             let body = parse_body(content_type, &raw)?;
             let query = parse_query(req.query_string());
             let token = find_token(&req, &body, &query);
             let caller = authenticate(&req, token).await?;
-            let request_id = req.extensions().get::<RequestMeta>().map(|m| m.request_id.clone()).unwrap_or_default();
-            let if_match = req
-                .headers()
-                .get(header::IF_MATCH)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().trim_matches('"').to_owned());
-            Ok(Ctx { state, body, query, caller, request_id, if_match })
+            Ok(Ctx { state, body, query, caller, request_id: request_id(&req), if_match: if_match(&req) })
         })
     }
 }

@@ -94,6 +94,27 @@ pub async fn find_authority(directory: &Directory, account: &Account) -> Result<
     Ok(master)
 }
 
+/// The reseller an account belongs to (`kz_services_reseller:get_id`): itself when it is one,
+/// its `pvt_reseller_id`, the nearest reseller above it, or master.
+pub async fn reseller_of(directory: &Directory, account: &Account) -> Result<AccountId, ApiError> {
+    if account.is_reseller() {
+        return Ok(account.id.clone());
+    }
+    if let Some(id) = account.doc.get("pvt_reseller_id").and_then(Value::as_str).and_then(AccountId::from_any) {
+        return Ok(id);
+    }
+    for ancestor in account.tree().iter().rev() {
+        if directory.account(ancestor).await?.is_some_and(|a| a.is_reseller()) {
+            return Ok(ancestor.clone());
+        }
+    }
+    Ok(directory
+        .master_account_id()
+        .await?
+        .or_else(|| account.tree().first().cloned())
+        .unwrap_or_else(|| account.id.clone()))
+}
+
 pub async fn account_name(directory: &Directory, id: &AccountId) -> Result<Option<String>, ApiError> {
     Ok(directory.account(id).await?.and_then(|a| a.name().map(str::to_owned)))
 }

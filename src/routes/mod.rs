@@ -1,5 +1,6 @@
 //! The URL table. Every resource answers 405 (in the envelope) for methods it does not take.
 
+pub mod attachments;
 pub mod health;
 pub mod listings;
 pub mod port_requests;
@@ -22,6 +23,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
     listings::configure(cfg);
+    attachments::configure(cfg);
     port_requests::configure(cfg);
     cfg.default_service(web::to(not_found));
 }

@@ -17,6 +17,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         smtp_url: std::env::var("SMTP_URL").unwrap_or_else(|_| "smtp://127.0.0.1:1025".into()),
         email_from: Some("ports@kpr.test".into()),
         wkhtmltopdf: "wkhtmltopdf".into(),
+        loa_timeout: 30,
         templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
         log: std::env::var("LOG").unwrap_or_else(|_| "warn".into()),
         node_name: Some("kpr-test@localhost".into()),

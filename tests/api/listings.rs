@@ -41,14 +41,7 @@ async fn world(app: &TestApp) -> World {
         make(app, &child_ports, &authority, "completed").await.0,
     ];
     let (sibling_id, sibling_number) = make(app, &Ports::new(app, &sibling), &authority, "submitted").await;
-    World {
-        reseller: t.reseller,
-        customer: t.customer,
-        customer_requests,
-        child_ids,
-        sibling_id,
-        sibling_number,
-    }
+    World { reseller: t.reseller, customer: t.customer, customer_requests, child_ids, sibling_id, sibling_number }
 }
 
 /// Ids of a grouped listing, with a check of its shape.

@@ -4,11 +4,13 @@
 mod helpers;
 mod kazoo;
 
+mod attachments;
 mod auth;
 mod comments;
 mod envelope;
 mod lifecycle;
 mod listings;
+mod loa;
 mod numbers;
 mod outage;
 mod startup;

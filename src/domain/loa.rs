@@ -1,0 +1,147 @@
+//! What the Letter of Authorization shows: the template data built from the request, the
+//! account and its reseller. Plain data in, plain JSON out; the template decides the layout.
+
+use super::phone_number::pretty_print;
+use super::port_request::public_view;
+use super::time::gregorian_to_datetime;
+use chrono_tz::Tz;
+use qrcode::QrCode;
+use qrcode::render::svg;
+use serde_json::{Value, json};
+
+/// Only the last two characters of a PIN are printed.
+pub fn mask_pin(pin: &str) -> String {
+    let chars: Vec<char> = pin.chars().collect();
+    let keep = chars.len().min(2);
+    let hidden = chars.len() - keep;
+    "•".repeat(hidden.max(2)) + &chars[hidden..].iter().collect::<String>()
+}
+
+/// A QR code of `text` as inline SVG, made here (no network call).
+pub fn qr_svg(text: &str) -> String {
+    match QrCode::new(text.as_bytes()) {
+        // inline in HTML: the XML declaration has to go
+        Ok(code) => {
+            let svg = code.render::<svg::Color<'_>>().min_dimensions(140, 140).quiet_zone(true).build();
+            svg.find("<svg").map_or(svg.clone(), |at| svg[at..].to_owned())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn date_in(gregorian: Option<i64>, tz: Tz) -> Option<String> {
+    gregorian.and_then(gregorian_to_datetime).map(|at| at.with_timezone(&tz).format("%B %-d, %Y").to_string())
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).map(str::trim).filter(|x| !x.is_empty())
+}
+
+fn join(parts: &[Option<&str>], sep: &str) -> String {
+    parts.iter().flatten().copied().collect::<Vec<_>>().join(sep)
+}
+
+/// The data of the LOA template for a stored request.
+pub fn template_data(request: &Value, account: &Value, reseller: &Value, tz: Tz, now_gregorian: i64) -> Value {
+    let view = public_view(request);
+    let bill = request.get("bill").cloned().unwrap_or(json!({}));
+    let numbers_obj = request
+        .get("numbers")
+        .and_then(Value::as_object)
+        .filter(|n| !n.is_empty())
+        .or_else(|| request.get("pvt_ported_numbers").and_then(Value::as_object));
+    let numbers: Vec<Value> = numbers_obj
+        .map(|n| {
+            n.keys()
+                .enumerate()
+                .map(|(i, e164)| json!({ "n": i + 1, "e164": e164, "pretty": pretty_print(e164) }))
+                .collect()
+        })
+        .unwrap_or_default();
+    let line1 = join(
+        &[
+            s(&bill, "street_number"),
+            s(&bill, "street_pre_dir"),
+            s(&bill, "street_address"),
+            s(&bill, "street_type"),
+            s(&bill, "street_post_dir"),
+        ],
+        " ",
+    );
+    let city = join(&[s(&bill, "locality"), s(&bill, "region")], ", ");
+    let line2 = join(&[Some(city.as_str()).filter(|c| !c.is_empty()), s(&bill, "postal_code")], " ");
+    let account_id = request.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
+    let request_id = request.get("_id").and_then(Value::as_str).unwrap_or_default();
+    let qr_text = format!("{account_id}-{request_id}");
+    json!({
+        "request": view,
+        "port_request_id": request_id,
+        "account": { "id": account_id, "name": s(account, "name"), "realm": s(account, "realm") },
+        "reseller": { "id": reseller.get("_id"), "name": s(reseller, "name").unwrap_or("Your service provider"), "realm": s(reseller, "realm") },
+        "customer_name": s(&bill, "name").or(s(account, "name")),
+        "bill": {
+            "name": s(&bill, "name"),
+            "account_number": s(&bill, "account_number"),
+            "btn": s(&bill, "btn").map(pretty_print),
+            "pin_masked": s(&bill, "pin").map(mask_pin),
+            "address_line1": Some(line1).filter(|l| !l.is_empty()),
+            "address_line2": Some(line2).filter(|l| !l.is_empty()),
+        },
+        "losing_carrier": s(&bill, "carrier").unwrap_or("unknown carrier"),
+        "winning_carrier": s(request, "winning_carrier"),
+        "numbers": numbers,
+        "number_count": numbers.len(),
+        "transfer_date": date_in(request.get("transfer_date").and_then(Value::as_i64), tz),
+        "signee_name": s(request, "signee_name"),
+        "signing_date": date_in(request.get("signing_date").and_then(Value::as_i64), tz),
+        "reference_number": s(request, "reference_number"),
+        "generated_on": date_in(Some(now_gregorian), tz),
+        "timezone": tz.name(),
+        "qr_text": qr_text,
+        "qr_svg": qr_svg(&qr_text),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_masked() {
+        assert_eq!(mask_pin("123456"), "••••56");
+        assert_eq!(mask_pin("12"), "••12");
+        assert_eq!(mask_pin("7"), "••7");
+    }
+
+    #[test]
+    fn qr_is_svg() {
+        let svg = qr_svg("a-b");
+        assert!(svg.starts_with("<svg"), "{svg}");
+    }
+
+    #[test]
+    fn data_for_the_letter() {
+        let request = json!({
+            "_id": "p1", "pvt_account_id": "a1", "name": "Move", "numbers": {"+14155551234": {}},
+            "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "pin": "9876", "btn": "+14155550000",
+                     "street_number": "1", "street_address": "Main", "street_type": "St",
+                     "locality": "San Francisco", "region": "CA", "postal_code": "94105"},
+            "transfer_date": 63_900_000_000_i64, "signee_name": "Jo Doe"
+        });
+        let d = template_data(
+            &request,
+            &json!({"name": "Acme"}),
+            &json!({"name": "Resell"}),
+            chrono_tz::UTC,
+            63_900_000_000,
+        );
+        assert_eq!(d["numbers"][0], json!({"n": 1, "e164": "+14155551234", "pretty": "(415) 555 - 1234"}));
+        assert_eq!(d["bill"]["address_line1"], "1 Main St");
+        assert_eq!(d["bill"]["address_line2"], "San Francisco, CA 94105");
+        assert_eq!(d["bill"]["pin_masked"], "••76");
+        assert_eq!(d["losing_carrier"], "Pacific Bell");
+        assert_eq!(d["reseller"]["name"], "Resell");
+        assert_eq!(d["qr_text"], "a1-p1");
+        assert!(d["transfer_date"].as_str().unwrap().ends_with("2024"));
+    }
+}

@@ -1,0 +1,219 @@
+//! The Letter of Authorization PDF: a handlebars HTML template, found by Kazoo's lookup order,
+//! rendered to PDF by wkhtmltopdf — without a shell, with a timeout, a few at a time, on
+//! temporary files that are always removed. PDFs are cached by the HTML they come from, so a
+//! repeat request for the same request revision does not render again.
+
+use crate::couch::dbs;
+use crate::domain::attachments::check_name;
+use crate::domain::ids::AccountId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use bytes::Bytes;
+use handlebars::Handlebars;
+use moka::future::Cache;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio::sync::Semaphore;
+
+const TEMPLATE_DOC: &str = "pdf.loa";
+const DEFAULT_TEMPLATE: &str = "loa.hbs";
+
+pub struct LoaRenderer {
+    program: String,
+    templates_dir: PathBuf,
+    timeout: Duration,
+    permits: Semaphore,
+    pdfs: Cache<[u8; 32], Bytes>,
+    compiled: Cache<String, Arc<Compiled>>,
+}
+
+/// A compiled template and where it came from (for errors and cache keys).
+pub struct Template {
+    pub origin: String,
+    registry: Arc<Compiled>,
+}
+
+/// A compiled template and the hash of its source.
+struct Compiled {
+    registry: Handlebars<'static>,
+    version: String,
+}
+
+const NAME: &str = "loa";
+
+fn compile(origin: &str, source: &str) -> Result<Arc<Compiled>, ApiError> {
+    let mut registry = Handlebars::new();
+    registry
+        .register_template_string(NAME, source)
+        .map_err(|e| ApiError::Unavailable(format!("the LOA template {origin} is not valid handlebars: {e}")))?;
+    Ok(Arc::new(Compiled { registry, version: hex::encode(Sha256::digest(source.as_bytes())) }))
+}
+
+impl LoaRenderer {
+    pub fn new(program: &str, templates_dir: PathBuf, timeout: Duration, cache_ttl: Duration) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            program: program.to_owned(),
+            templates_dir,
+            timeout,
+            permits: Semaphore::new(cores),
+            pdfs: Cache::builder()
+                .max_capacity(16 * 1024 * 1024)
+                .weigher(|_, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
+                .build(),
+            compiled: Cache::builder().max_capacity(256).time_to_live(cache_ttl).build(),
+        }
+    }
+
+    /// The template attachment `name` of `pdf.loa` in `db`, if there is one.
+    async fn stored_template(&self, state: &AppState, db: &str, name: &str) -> Result<Option<Template>, ApiError> {
+        let Some(doc) = state.directory.doc(db, TEMPLATE_DOC).await? else { return Ok(None) };
+        let Some(stub) = doc.get("_attachments").and_then(|a| a.get(name)) else { return Ok(None) };
+        let digest = stub.get("digest").and_then(Value::as_str).unwrap_or_default();
+        let key = format!("{db}/{name}/{digest}");
+        if let Some(registry) = self.compiled.get(&key).await {
+            return Ok(Some(Template { origin: key, registry }));
+        }
+        let Some((_, bytes)) = state.couch.get_attachment(db, TEMPLATE_DOC, name).await? else { return Ok(None) };
+        let registry = compile(&key, &String::from_utf8_lossy(&bytes))?;
+        self.compiled.insert(key.clone(), registry.clone()).await;
+        Ok(Some(Template { origin: key, registry }))
+    }
+
+    async fn file_template(&self, name: &str) -> Result<Option<Template>, ApiError> {
+        let path = self.templates_dir.join("loa").join(name);
+        let key = path.display().to_string();
+        if let Some(registry) = self.compiled.get(&key).await {
+            return Ok(Some(Template { origin: key, registry }));
+        }
+        let Ok(source) = tokio::fs::read_to_string(&path).await else { return Ok(None) };
+        let registry = compile(&key, &source)?;
+        self.compiled.insert(key.clone(), registry.clone()).await;
+        Ok(Some(Template { origin: key, registry }))
+    }
+
+    /// The PDF cached under `key` (see `cache_key`), if any.
+    pub async fn cached(&self, key: &[u8; 32]) -> Option<Bytes> {
+        self.pdfs.get(key).await
+    }
+
+    /// Kazoo's order: the reseller's `pdf.loa` (`<carrier>.hbs`, then `loa.hbs`), the same in
+    /// `system_config`, then the shipped files under `templates/loa/`.
+    pub async fn find_template(
+        &self,
+        state: &AppState,
+        reseller: &AccountId,
+        carrier: Option<&str>,
+    ) -> Result<Template, ApiError> {
+        let mut names = Vec::new();
+        if let Some(c) = carrier.map(|c| format!("{}.hbs", c.trim().to_lowercase())) {
+            if check_name(&c).is_ok() {
+                names.push(c);
+            }
+        }
+        names.push(DEFAULT_TEMPLATE.to_owned());
+        for db in [reseller.db_name(), dbs::SYSTEM_CONFIG.to_owned()] {
+            for name in &names {
+                if let Some(t) = self.stored_template(state, &db, name).await? {
+                    return Ok(t);
+                }
+            }
+        }
+        for name in &names {
+            if let Some(t) = self.file_template(name).await? {
+                return Ok(t);
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "no LOA template: none in CouchDB and no {} (TEMPLATES_DIR)",
+            self.templates_dir.join("loa").join(DEFAULT_TEMPLATE).display()
+        )))
+    }
+
+    pub fn render_html(template: &Template, data: &Value) -> Result<String, ApiError> {
+        template
+            .registry
+            .registry
+            .render(NAME, data)
+            .map_err(|e| ApiError::Unavailable(format!("the LOA template {} cannot be rendered: {e}", template.origin)))
+    }
+
+    /// Renders `html` to PDF and keeps it under `key`.
+    pub async fn render_cached(&self, key: [u8; 32], html: &str) -> Result<Bytes, ApiError> {
+        let pdf = self.render(html).await?;
+        self.pdfs.insert(key, pdf.clone()).await;
+        Ok(pdf)
+    }
+
+    /// What the PDF depends on: the revisions of the documents it is made from, the template
+    /// and the day it is printed on. Cheap to compute, so a cached PDF costs one lookup.
+    pub fn cache_key(parts: &[&str], template: &Template) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for p in parts.iter().copied().chain([template.origin.as_str()]) {
+            h.update(p.as_bytes());
+            h.update([0]);
+        }
+        h.update(template.registry.version.as_bytes());
+        h.finalize().into()
+    }
+
+    async fn render(&self, html: &str) -> Result<Bytes, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+        // removed when dropped, whatever happens below
+        let dir = tempfile::Builder::new()
+            .prefix("kpr-loa-")
+            .tempdir()
+            .map_err(|e| ApiError::Unavailable(format!("cannot create a temporary directory: {e}")))?;
+        let (input, output) = (dir.path().join("loa.html"), dir.path().join("loa.pdf"));
+        tokio::fs::write(&input, html)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cannot write a temporary file: {e}")))?;
+        let child = Command::new(&self.program)
+            .args(["--quiet", "--encoding", "utf-8", "--page-size", "Letter", "--disable-javascript"])
+            .args(["--disable-local-file-access", "--margin-top", "14mm", "--margin-bottom", "14mm"])
+            .args(["--margin-left", "16mm", "--margin-right", "16mm"])
+            .arg(&input)
+            .arg(&output)
+            .env("QT_QPA_PLATFORM", "offscreen")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => ApiError::Unavailable(format!(
+                    "the LOA renderer '{}' cannot be run ({e}); install wkhtmltopdf or set WKHTMLTOPDF",
+                    self.program
+                )),
+                _ => ApiError::Unavailable(format!("the LOA renderer cannot be started: {e}")),
+            })?;
+        let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(ApiError::BadGateway(format!("the LOA renderer failed: {e}"))),
+            Err(_) => {
+                return Err(ApiError::Unavailable(format!(
+                    "the LOA renderer did not finish within {} s",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        // wkhtmltopdf exits 1 for a blocked resource yet writes a good PDF: trust the file
+        match tokio::fs::read(&output).await {
+            Ok(pdf) if pdf.starts_with(b"%PDF") => Ok(Bytes::from(pdf)),
+            _ => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let why = stderr.lines().rev().find(|l| !l.trim().is_empty() && !l.contains("XDG_RUNTIME_DIR"));
+                Err(ApiError::BadGateway(format!(
+                    "the LOA renderer failed ({}): {}",
+                    out.status,
+                    why.unwrap_or("no PDF was written")
+                )))
+            }
+        }
+    }
+}
