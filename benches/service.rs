@@ -44,9 +44,10 @@ async fn start_service(couch_url: &str) -> Service {
         .spawn()
         .expect("the service starts");
     let base = format!("http://127.0.0.1:{port}");
+    let service = Service { child, base };
     for _ in 0..300 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
-            return Service { child, base };
+        if reqwest::get(format!("{}/healthz", service.base)).await.is_ok_and(|r| r.status().is_success()) {
+            return service;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
