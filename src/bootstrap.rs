@@ -5,11 +5,10 @@
 use crate::auth::jwt;
 use crate::configuration::Settings;
 use crate::couch::{Couch, StoreError, dbs, design};
-use crate::domain::ids::{AccountId, new_doc_id};
+use crate::domain::ids::{AccountId, derived_id, new_doc_id};
 use crate::domain::time::now_gregorian;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 pub async fn connect(settings: &Settings) -> anyhow::Result<Couch> {
     let couch = Couch::new(&settings.couchdb)?;
@@ -36,11 +35,6 @@ async fn create_if_missing(couch: &Couch, db: &str, mut doc: Value) -> Result<bo
 
 fn random_secret() -> String {
     new_doc_id()
-}
-
-/// A stable id derived from a seed, so a re-run finds what the first run made.
-fn derived_id(seed: &str) -> String {
-    hex::encode(&Sha256::digest(seed.as_bytes())[..16])
 }
 
 pub struct DemoOutput {

@@ -103,6 +103,27 @@ impl fmt::Debug for SmtpUrl {
     }
 }
 
+/// The notification outbox and its delivery worker.
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    /// Run the delivery worker in this process.
+    pub worker: bool,
+    /// Instances sharing a queue share the work; each item is delivered once.
+    pub queue: String,
+    pub poll: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Items still failing this long after they were queued are marked failed.
+    pub give_up_after: Duration,
+    /// How long a claimed item stays with the instance that claimed it.
+    pub lease: Duration,
+    pub reminder_age: Duration,
+    pub reminder_interval: Duration,
+    /// Deliver webhooks to loopback and private addresses (off: a request could make the
+    /// service call into the operator's network).
+    pub allow_private_webhooks: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub couchdb: CouchSettings,
@@ -123,6 +144,9 @@ pub struct Settings {
     pub allow_submitted_to_scheduled: Option<bool>,
     /// Per-number charge to accept when submitting (402 "accept charges" until accepted).
     pub port_activation_charge: Option<f64>,
+    /// Key of the `X-Signature-SHA256` HMAC on webhook bodies.
+    pub webhook_secret: Option<Secret>,
+    pub outbox: OutboxSettings,
 }
 
 /// Raw values as they come from the environment or the command line.
@@ -167,6 +191,39 @@ pub struct SettingsArgs {
     /// Per-number activation charge of a port; submitting then needs accept_charges=true.
     #[arg(long, env = "PORT_ACTIVATION_CHARGE", global = true)]
     pub port_activation_charge: Option<f64>,
+    /// Secret for the X-Signature-SHA256 HMAC of webhook bodies (none: unsigned).
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub webhook_secret: Option<String>,
+    /// Deliver webhooks to loopback/private addresses too.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, global = true)]
+    pub webhook_allow_private: bool,
+    /// Run the notification delivery worker in this process.
+    #[arg(long, env = "OUTBOX_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub outbox_worker: bool,
+    /// Outbox queue name: instances on one CouchDB with the same queue share deliveries.
+    #[arg(long, env = "OUTBOX_QUEUE", default_value = "default", global = true)]
+    pub outbox_queue: String,
+    /// Milliseconds between looks at the outbox when nothing wakes the worker.
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1000, global = true)]
+    pub outbox_poll_ms: u64,
+    /// First retry delay in milliseconds; doubles each failure.
+    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", default_value_t = 5000, global = true)]
+    pub outbox_retry_base_ms: u64,
+    /// Longest retry delay in seconds.
+    #[arg(long, env = "OUTBOX_RETRY_MAX", default_value_t = 7200, global = true)]
+    pub outbox_retry_max: u64,
+    /// Seconds after which an undeliverable item is marked failed (at least a day).
+    #[arg(long, env = "OUTBOX_GIVE_UP", default_value_t = 172_800, global = true)]
+    pub outbox_give_up: u64,
+    /// Seconds a claimed item stays with its instance.
+    #[arg(long, env = "OUTBOX_LEASE", default_value_t = 120, global = true)]
+    pub outbox_lease: u64,
+    /// Seconds a request may stay unconfirmed before a port_unconfirmed reminder (each period).
+    #[arg(long, env = "REMINDER_AGE", default_value_t = 604_800, global = true)]
+    pub reminder_age: u64,
+    /// Seconds between looks for unconfirmed requests.
+    #[arg(long, env = "REMINDER_INTERVAL", default_value_t = 3600, global = true)]
+    pub reminder_interval: u64,
 }
 
 pub fn hostname() -> String {
@@ -217,6 +274,19 @@ impl SettingsArgs {
                     return Err(invalid("PORT_ACTIVATION_CHARGE", "must be a non-negative amount"));
                 }
                 other => other.filter(|c| *c > 0.0),
+            },
+            webhook_secret: self.webhook_secret.filter(|s| !s.is_empty()).map(Secret::new),
+            outbox: OutboxSettings {
+                worker: self.outbox_worker,
+                queue: self.outbox_queue,
+                poll: Duration::from_millis(self.outbox_poll_ms.max(10)),
+                retry_base: Duration::from_millis(self.outbox_retry_base_ms.max(10)),
+                retry_max: Duration::from_secs(self.outbox_retry_max.max(1)),
+                give_up_after: Duration::from_secs(self.outbox_give_up.max(1)),
+                lease: Duration::from_secs(self.outbox_lease.max(1)),
+                reminder_age: Duration::from_secs(self.reminder_age.max(1)),
+                reminder_interval: Duration::from_secs(self.reminder_interval.max(1)),
+                allow_private_webhooks: self.webhook_allow_private,
             },
         })
     }

@@ -111,9 +111,10 @@ impl LoaRenderer {
     ) -> Result<Template, ApiError> {
         let mut names = Vec::new();
         if let Some(c) = carrier.map(|c| format!("{}.hbs", c.trim().to_lowercase()))
-            && check_name(&c).is_ok() {
-                names.push(c);
-            }
+            && check_name(&c).is_ok()
+        {
+            names.push(c);
+        }
         names.push(DEFAULT_TEMPLATE.to_owned());
         for db in [reseller.db_name(), dbs::SYSTEM_CONFIG.to_owned()] {
             for name in &names {

@@ -26,12 +26,16 @@ impl Application {
         bootstrap::ensure_service_databases(&couch)
             .await
             .with_context(|| format!("cannot prepare the port_requests database at {where_}"))?;
+        crate::notify::ensure_db(&couch)
+            .await
+            .with_context(|| format!("cannot prepare the outbox database at {where_}"))?;
 
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
         let port = listener.local_addr()?.port();
         let info = web::Data::new(EnvelopeInfo::new(&settings.node_name));
-        let state = web::Data::new(AppState::new(settings, couch));
+        let state = web::Data::new(AppState::new(settings, couch)?);
+        crate::notify::spawn(state.clone());
 
         let server = HttpServer::new(move || {
             App::new()

@@ -5,6 +5,8 @@ use crate::configuration::Settings;
 use crate::couch::Couch;
 use crate::directory::Directory;
 use crate::loa::LoaRenderer;
+use crate::notify::Outbox;
+use crate::notify::email::Mailer;
 
 pub struct AppState {
     pub settings: Settings,
@@ -12,10 +14,15 @@ pub struct AppState {
     pub directory: Directory,
     pub auth: Authenticator,
     pub loa: LoaRenderer,
+    pub outbox: Outbox,
+    pub mailer: Mailer,
+    /// For webhooks and the carrier push.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
-    pub fn new(settings: Settings, couch: Couch) -> Self {
+    /// Fails when the email templates or the SMTP settings are unusable.
+    pub fn new(settings: Settings, couch: Couch) -> anyhow::Result<Self> {
         let directory = Directory::new(couch.clone(), settings.cache_ttl);
         let auth = Authenticator::new(directory.clone(), settings.cache_ttl);
         let loa = LoaRenderer::new(
@@ -24,6 +31,11 @@ impl AppState {
             settings.loa_timeout,
             settings.cache_ttl,
         );
-        Self { settings, couch, directory, auth, loa }
+        let outbox = Outbox::new(couch.clone(), &settings.outbox.queue);
+        let mailer = Mailer::new(&settings)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http })
     }
 }

@@ -263,6 +263,27 @@ impl Couch {
             .unwrap_or_default())
     }
 
+    /// Every document of a database (at most `limit`); a missing database has none.
+    pub async fn all_docs(&self, db: &str, limit: u64) -> StoreResult<Vec<Value>> {
+        let path = format!("/{}/_all_docs", encode(db));
+        let limit = limit.to_string();
+        let resp = self
+            .request(Method::GET, &path)
+            .query(&[("include_docs", "true"), ("limit", limit.as_str())])
+            .send()
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => return Ok(Vec::new()),
+            s if !s.is_success() => return Err(classify_status(s, format!("reading {db}"))),
+            _ => {}
+        }
+        let body: Value = resp.json().await?;
+        Ok(body["rows"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r.get("doc").cloned()).collect())
+            .unwrap_or_default())
+    }
+
     /// Reads an attachment's bytes and content type.
     pub async fn get_attachment(&self, db: &str, id: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));

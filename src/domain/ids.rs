@@ -73,6 +73,13 @@ pub fn new_doc_id() -> String {
     hex::encode(bytes)
 }
 
+/// A stable 32-hex id derived from a seed: whoever derives it from the same seed gets the
+/// same document, so creating it twice is a conflict, not a duplicate.
+pub fn derived_id(seed: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..16])
+}
+
 /// Port request ids are 32 lowercase hex characters, like every Kazoo document id.
 pub fn is_doc_id(s: &str) -> bool {
     is_hex32(s)

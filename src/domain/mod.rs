@@ -5,6 +5,7 @@ pub mod authority;
 pub mod comments;
 pub mod ids;
 pub mod loa;
+pub mod notifications;
 pub mod paging;
 pub mod phone_number;
 pub mod port_request;

@@ -16,6 +16,7 @@ use crate::domain::time::now_gregorian;
 use crate::error::{ApiError, ValidationErrors};
 use crate::http::envelope::Reply;
 use crate::http::request::Ctx;
+use crate::notify::{Facts, Proof};
 use crate::port_requests::numbers::{self, Candidate};
 use crate::port_requests::{self as store, completion, is_authority};
 use crate::schema::{self, Schema};
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(delete)),
         )
         .service(resource(&format!("{BASE}/{{id}}/timeline")).route(web::get().to(timeline)))
+        .service(resource(&format!("{BASE}/{{id}}/notifications")).route(web::get().to(notifications)))
         .service(
             resource(&format!("{BASE}/{{id}}/comments"))
                 .route(web::get().to(comments_list))
@@ -166,6 +168,8 @@ struct Edit {
     public: Map<String, Value>,
     candidates: Vec<Candidate>,
     numbers_changed: bool,
+    /// Comments added by this edit, as stored (they are notified).
+    new_comments: Vec<Value>,
 }
 
 /// Validates a new public part for `doc`: schema, numbers, schedule, comments.
@@ -173,7 +177,7 @@ async fn prepare_edit(ctx: &Ctx, doc: &Value, mut public: Map<String, Value>, is
     let ported = PortState::of_doc(doc) == PortState::Completed;
     let candidates = validate_public(&mut public, ported)?;
     let requested = public.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
-    let (all, _) = merge_comments(ctx, &comments::of(doc), &requested, false, is_auth).await?;
+    let (all, new_comments) = merge_comments(ctx, &comments::of(doc), &requested, false, is_auth).await?;
     if all.is_empty() {
         public.remove("comments");
     } else {
@@ -184,7 +188,7 @@ async fn prepare_edit(ctx: &Ctx, doc: &Value, mut public: Map<String, Value>, is
         public.get("numbers").and_then(Value::as_object).map(|n| n.keys().cloned().collect()).unwrap_or_default();
     before.sort();
     after.sort();
-    Ok(Edit { public, candidates, numbers_changed: before != after })
+    Ok(Edit { public, candidates, numbers_changed: before != after, new_comments })
 }
 
 fn not_updatable(state: PortState) -> ApiError {
@@ -202,8 +206,15 @@ async fn check_numbers(ctx: &Ctx, doc: &Value, candidates: &[Candidate]) -> Resu
 }
 
 /// Stamps the private fields, refreshes `pvt_tree` from the owner, saves, and answers with
-/// the public view (private comments only for the authority).
-async fn save_and_reply(ctx: &Ctx, mut doc: Value, is_auth: bool) -> Result<(Value, Reply), ApiError> {
+/// the public view (private comments only for the authority). The outbox `events` are written
+/// first, so an event of a saved change is never lost; they are delivered after the save.
+async fn save_and_reply(
+    ctx: &Ctx,
+    mut doc: Value,
+    is_auth: bool,
+    events: &[Value],
+) -> Result<(Value, Reply), ApiError> {
+    ctx.state.outbox.enqueue(events).await?;
     if let Some(owner) =
         doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any)
         && let Some(account) = ctx.state.directory.account(&owner).await?
@@ -212,6 +223,9 @@ async fn save_and_reply(ctx: &Ctx, mut doc: Value, is_auth: bool) -> Result<(Val
     }
     pr::stamp(&mut doc, &stamp_of(ctx));
     let rev = store::save(&ctx.state, &mut doc).await?;
+    if !events.is_empty() {
+        ctx.state.outbox.wake();
+    }
     let reply = Reply::ok(view_for(&doc, is_auth)).with_revision(Some(&rev));
     Ok((doc, reply))
 }
@@ -262,7 +276,7 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
     doc["pvt_port_authority"] = json!(authority);
     doc["pvt_port_authority_name"] = json!(store::account_name(&state.directory, &authority).await?);
     doc["pvt_transitions"] = json!([transition_entry(None, PortState::Unconfirmed, &actor, None, now_gregorian())]);
-    let (doc, _) = save_and_reply(&ctx, doc, is_auth).await?;
+    let (doc, _) = save_and_reply(&ctx, doc, is_auth, &[]).await?;
     let location = format!("{}/{}", req.path().trim_end_matches('/'), doc["_id"].as_str().unwrap_or_default());
     Ok(Reply::created(view_for(&doc, is_auth), &location).with_revision(doc["_rev"].as_str()))
 }
@@ -292,7 +306,9 @@ pub async fn update(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply
     let is_auth = is_authority(&ctx.caller, &doc);
     let edit = prepare_edit(&ctx, &doc, client_fields(data_object(&ctx)?), is_auth).await?;
     check_numbers(&ctx, &doc, &edit.candidates).await?;
-    let (_, reply) = save_and_reply(&ctx, with_public(&doc, edit.public), is_auth).await?;
+    let new_doc = with_public(&doc, edit.public);
+    let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
+    let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
     Ok(reply)
 }
 
@@ -318,7 +334,9 @@ pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply,
         }
         check_numbers(&ctx, &doc, &edit.candidates).await?;
     }
-    let (_, reply) = save_and_reply(&ctx, with_public(&doc, edit.public), is_auth).await?;
+    let new_doc = with_public(&doc, edit.public);
+    let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
+    let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
     Ok(reply)
 }
 
@@ -414,15 +432,17 @@ pub async fn transition(
     }
     let actor = store::actor(&ctx.state, &ctx.caller).await?;
     let reason = ctx.req_str("reason");
-    record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason.as_deref(), now_gregorian()));
+    let at = now_gregorian();
+    record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason.as_deref(), at));
+    let events = transition_events(&ctx, &new_doc, &edit.new_comments, from, to, at, reason, &actor).await?;
 
     if to != PortState::Completed {
-        let (_, reply) = save_and_reply(&ctx, new_doc, is_auth).await?;
+        let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
         return Ok(reply);
     }
     let activation = completion::activate(&ctx.state, &new_doc).await?;
     completion::clear_numbers(&mut new_doc);
-    match save_and_reply(&ctx, new_doc, is_auth).await {
+    match save_and_reply(&ctx, new_doc, is_auth, &events).await {
         Ok((_, reply)) => Ok(reply),
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too
@@ -434,6 +454,37 @@ pub async fn transition(
             Err(e)
         }
     }
+}
+
+/// The outbox items of a move: new comments first (as Kazoo), then the state's emails, the
+/// request's webhook, and the carrier push when the owner has a `submitted_port_requests_url`.
+#[allow(clippy::too_many_arguments)]
+async fn transition_events(
+    ctx: &Ctx,
+    doc: &Value,
+    new_comments: &[Value],
+    from: PortState,
+    to: PortState,
+    at: i64,
+    reason: Option<String>,
+    actor: &pr::Actor,
+) -> Result<Vec<Value>, ApiError> {
+    let outbox = &ctx.state.outbox;
+    let mut events = outbox.comment_items(doc, new_comments);
+    let carrier_push = to == PortState::Submitted && {
+        let owner = doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any);
+        match owner {
+            Some(o) => {
+                ctx.state.directory.account(&o).await?.is_some_and(|a| a.doc["submitted_port_requests_url"].is_string())
+            }
+            None => false,
+        }
+    };
+    let author = actor.user.as_ref().and_then(|u| u.full_name.clone()).or_else(|| actor.account_name.clone());
+    let proof = Proof::Transition { state: to, at, account: ctx.caller.account_id().as_str() };
+    let facts = Facts { reason, reason_author: author, previous: Some(from), at: Some(at) };
+    events.extend(outbox.transition_items(doc, to, &proof, &facts, carrier_push));
+    Ok(events)
 }
 
 /// `DELETE /{id}`: soft delete, only while unconfirmed, rejected or canceled.
@@ -460,6 +511,41 @@ pub async fn timeline(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Rep
     let (account_id, id) = path.into_inner();
     let (_, doc) = target(&ctx, &account_id, &id).await?;
     Ok(Reply::ok(json!(pr::timeline(&doc, is_authority(&ctx.caller, &doc)))).with_automatic_revision())
+}
+
+/// `GET /{id}/notifications`: the delivery records of the request's emails, webhooks and
+/// carrier pushes. For the port authority and superduper admins only.
+pub async fn notifications(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
+    let (account_id, id) = path.into_inner();
+    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    if !is_authority(&ctx.caller, &doc) {
+        return Err(ApiError::Forbidden(None));
+    }
+    let records: Vec<Value> = ctx
+        .state
+        .outbox
+        .for_request(&id)
+        .await?
+        .into_iter()
+        .map(|item| {
+            let attempts = item["attempts"].as_array().cloned().unwrap_or_default();
+            let last_error = attempts.iter().rev().find_map(|a| a.get("error").cloned());
+            json!({
+                "id": item["_id"], "event": item["event"], "channel": item["channel"], "audience": item.get("audience"),
+                "recipients": item.get("recipients").cloned().unwrap_or(json!([])), "status": item["status"],
+                "attempts": attempts.len(), "attempts_log": attempts, "last_error": last_error,
+                "created": item["created"], "next_attempt_at": item["next_attempt_at"],
+                "url": item.pointer("/webhook/url"),
+            })
+        })
+        .map(|mut r| {
+            if let Some(o) = r.as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
+            r
+        })
+        .collect();
+    Ok(Reply::ok(json!(records)).with_automatic_revision())
 }
 
 /// `GET /{id}/comments`
@@ -493,10 +579,11 @@ pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result
         }
     };
     let is_auth = is_authority(&ctx.caller, &doc);
-    let (all, _) = merge_comments(&ctx, &comments::of(&doc), &requested, true, is_auth).await?;
+    let (all, new) = merge_comments(&ctx, &comments::of(&doc), &requested, true, is_auth).await?;
     let mut new_doc = doc.clone();
     new_doc["comments"] = Value::Array(all);
-    let (saved, _) = save_and_reply(&ctx, new_doc, is_auth).await?;
+    let events = ctx.state.outbox.comment_items(&new_doc, &new);
+    let (saved, _) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
     let visible = comments::visible(comments::of(&saved), is_auth);
     Ok(Reply::ok(json!({ "comments": visible })).with_revision(saved["_rev"].as_str()))
 }

@@ -24,6 +24,18 @@ pub fn default_settings(couch_url: &str) -> Settings {
         cache_ttl: 10,
         allow_submitted_to_scheduled: None,
         port_activation_charge: None,
+        webhook_secret: Some("test-webhook-secret".into()),
+        webhook_allow_private: true,
+        outbox_worker: true,
+        // each test app works its own queue, unless a test shares one on purpose
+        outbox_queue: kazoo::hex32(),
+        outbox_poll_ms: 300,
+        outbox_retry_base_ms: 200,
+        outbox_retry_max: 1,
+        outbox_give_up: 600,
+        outbox_lease: 30,
+        reminder_age: 604_800,
+        reminder_interval: 3600,
     };
     args.into_settings().expect("test settings are valid")
 }
@@ -101,7 +113,8 @@ pub struct Tree {
 
 pub async fn tree(app: &TestApp) -> Tree {
     let reseller = app.sys.account(None, "Reseller", json!({})).await;
-    app.sys.whitelabel(&reseller, &reseller.id, Some("ports@reseller.example.com")).await;
+    let support = format!("ports-{}@reseller.example.com", &reseller.id[..12]);
+    app.sys.whitelabel(&reseller, &reseller.id, Some(&support)).await;
     let customer = app.sys.account(Some(&reseller), "Customer", json!({})).await;
     Tree { reseller, customer }
 }
@@ -244,5 +257,171 @@ pub fn path_to(state: &str) -> &'static [&'static str] {
         "rejected" => &["submitted", "rejected"],
         "canceled" => &["canceled"],
         other => panic!("no path to {other}"),
+    }
+}
+
+/// The support email `tree()` gives the reseller.
+pub fn support_email(reseller: &Account) -> String {
+    format!("ports-{}@reseller.example.com", &reseller.id[..12])
+}
+
+/// The emails MailDev (at `maildev`) holds for `address`.
+pub async fn mails_to(maildev: &str, address: &str) -> Vec<Value> {
+    let all: Value = reqwest::get(format!("{maildev}/email")).await.unwrap().json().await.unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["to"].as_array().is_some_and(|to| to.iter().any(|t| t["address"] == address)))
+        .cloned()
+        .collect()
+}
+
+/// Waits until `address` has at least `n` emails, then a little longer to catch extra
+/// copies; returns them all.
+pub async fn wait_mails(maildev: &str, address: &str, n: usize) -> Vec<Value> {
+    for _ in 0..150 {
+        if mails_to(maildev, address).await.len() >= n {
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            return mails_to(maildev, address).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    mails_to(maildev, address).await
+}
+
+pub fn subjects(mails: &[Value]) -> Vec<String> {
+    let mut s: Vec<String> = mails.iter().map(|m| m["subject"].as_str().unwrap_or_default().to_owned()).collect();
+    s.sort();
+    s
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP endpoint that records what it receives, answering 500 to the first `fail_first`.
+pub struct Receiver {
+    pub url: String,
+    pub hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>>,
+}
+
+pub async fn receiver(fail_first: usize) -> Receiver {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let failures = std::sync::Arc::new(AtomicUsize::new(fail_first));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let (h, f) = (hits.clone(), failures.clone());
+    let server = HttpServer::new(move || {
+        let (h, f) = (h.clone(), f.clone());
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let (h, f) = (h.clone(), f.clone());
+            async move {
+                let failing = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                if failing {
+                    return HttpResponse::InternalServerError().finish();
+                }
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                h.lock().unwrap().push(Hit { path: req.path().to_owned(), headers, body: body.to_vec() });
+                HttpResponse::Ok().finish()
+            }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Receiver { url, hits }
+}
+
+impl Receiver {
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait(&self, n: usize) -> Vec<Hit> {
+        for _ in 0..150 {
+            if self.hits().len() >= n {
+                tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                return self.hits();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        self.hits()
+    }
+}
+
+/// A MailDev the test controls (to stop and restart it).
+pub struct OwnMaildev {
+    pub smtp: u16,
+    pub web: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnMaildev {
+    pub async fn start() -> Self {
+        let mut m = OwnMaildev { smtp: free_port(), web: free_port(), child: None };
+        m.restart().await;
+        m
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.web)
+    }
+
+    pub fn smtp_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp)
+    }
+
+    pub async fn restart(&mut self) {
+        let bin = std::env::var("MAILDEV_BIN").expect("MAILDEV_BIN is set: run the tests with scripts/test.sh");
+        let child = std::process::Command::new(bin)
+            .args([
+                "--smtp",
+                &self.smtp.to_string(),
+                "--web",
+                &self.web.to_string(),
+                "--ip",
+                "127.0.0.1",
+                "--web-ip",
+                "127.0.0.1",
+                "--silent",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("maildev starts");
+        self.child = Some(child);
+        for _ in 0..150 {
+            if reqwest::get(format!("{}/email", self.url())).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("maildev did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnMaildev {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -11,6 +11,7 @@ mod envelope;
 mod lifecycle;
 mod listings;
 mod loa;
+mod notifications;
 mod numbers;
 mod outage;
 mod startup;

@@ -1,0 +1,310 @@
+//! Which notifications an event causes, and what they say (`kazoo-4.3-port-features.md` §3
+//! and §7): plain functions, the outbox and the senders do the I/O.
+
+use super::comments;
+use super::phone_number::pretty_print;
+use super::port_request::public_fields;
+use super::port_state::PortState;
+use super::time::gregorian_to_datetime;
+use chrono_tz::Tz;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use std::time::Duration;
+
+/// Who an email goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// `notifications.email.send_to` of the request.
+    Submitter,
+    /// The port authority's `port.support_email`, else its admin users.
+    Authority,
+}
+
+/// Kazoo's templates for a move into `state`, each with its audience (§3.3).
+pub fn emails_for_state(state: PortState) -> Vec<(&'static str, Audience)> {
+    use Audience::*;
+    match state {
+        PortState::Submitted => {
+            vec![("port_request", Submitter), ("port_request", Authority), ("port_request_admin", Authority)]
+        }
+        PortState::Pending => vec![("port_pending", Submitter)],
+        PortState::Scheduled => vec![("port_scheduled", Submitter)],
+        PortState::Completed => vec![("ported", Submitter)],
+        PortState::Rejected => vec![("port_rejected", Submitter), ("port_rejected", Authority)],
+        PortState::Canceled => vec![("port_cancel", Submitter), ("port_cancel", Authority)],
+        PortState::Unconfirmed => vec![],
+    }
+}
+
+/// `port_comment` goes to the submitter (unless private) and the authority.
+pub fn emails_for_comment(comment: &Value) -> Vec<(&'static str, Audience)> {
+    if comments::is_private(comment) {
+        vec![("port_comment", Audience::Authority)]
+    } else {
+        vec![("port_comment", Audience::Submitter), ("port_comment", Audience::Authority)]
+    }
+}
+
+pub const TEMPLATES: [&str; 9] = [
+    "port_request",
+    "port_request_admin",
+    "port_pending",
+    "port_scheduled",
+    "ported",
+    "port_rejected",
+    "port_cancel",
+    "port_comment",
+    "port_unconfirmed",
+];
+
+/// Kazoo's default subjects, as handlebars templates.
+pub fn subject(template: &str) -> &'static str {
+    match template {
+        "port_request" => "Number port request for account '{{account.name}}'",
+        "port_request_admin" => "Number port request for account '{{account.name}}' (Details)",
+        "port_pending" => "Port request: '{{port_request.name}}' is now pending",
+        "port_scheduled" => "Port request '{{port_request.name}}' has been scheduled",
+        "ported" => "Number port request '{{port_request.name}}' completed",
+        "port_rejected" => "Port request '{{port_request.name}}' has been rejected",
+        "port_cancel" => "Port request '{{port_request.name}}' has been canceled",
+        "port_comment" => "New comment for port request '{{port_request.name}}'",
+        "port_unconfirmed" => "Unfinished port request '{{port_request.name}}' reminder",
+        _ => "Port request '{{port_request.name}}'",
+    }
+}
+
+/// Exponential backoff: `base`, `2 base`, `4 base`, ... capped at `max`.
+pub fn retry_delay(failed_attempts: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(30));
+    base.saturating_mul(factor).min(max)
+}
+
+/// `X-Signature-SHA256`: hex HMAC-SHA256 of the body.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `kz_json:normalize`: keys lower-cased, `-` to `_`, nulls dropped, recursively.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.to_lowercase().replace('-', "_"), normalize(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The body of the carrier push (`knm_port_request:send_request`): some keys removed, some
+/// renamed, normalised; unlike 4.3, private comments are removed.
+pub fn carrier_push_body(doc: &Value) -> Value {
+    let mut out: Map<String, Value> = doc.as_object().cloned().unwrap_or_default();
+    for k in ["_rev", "ui_metadata", "_attachments", "pvt_request_id", "pvt_type", "pvt_vsn", "pvt_account_db"] {
+        out.remove(k);
+    }
+    for (from, to) in [
+        ("_id", "id"),
+        ("pvt_port_state", "port_state"),
+        ("pvt_account_id", "account_id"),
+        ("pvt_created", "created"),
+        ("pvt_modified", "modified"),
+    ] {
+        if let Some(v) = out.remove(from) {
+            out.insert(to.into(), v);
+        }
+    }
+    let mut body = Value::Object(out);
+    comments::filter_view(&mut body, false);
+    normalize(&body)
+}
+
+/// A webhook event about a request.
+pub fn webhook_body(
+    event: &str,
+    doc: &Value,
+    previous: Option<PortState>,
+    reason: Option<&str>,
+    unix_ts: i64,
+) -> Value {
+    json!({
+        "event": event,
+        "port_request_id": doc.get("_id"),
+        "account_id": doc.get("pvt_account_id"),
+        "port_state": PortState::of_doc(doc),
+        "previous_state": previous,
+        "reason": reason,
+        "timestamp": unix_ts,
+    })
+}
+
+/// A date as the templates show it: `{utc, local, timestamp, timezone}` (§3.4).
+fn date(gregorian: Option<i64>, tz: Tz) -> Value {
+    match gregorian.and_then(gregorian_to_datetime) {
+        Some(at) => json!({
+            "utc": at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            "local": at.with_timezone(&tz).format("%B %-d, %Y %H:%M %Z").to_string(),
+            "timestamp": gregorian,
+            "timezone": tz.name(),
+        }),
+        None => Value::Null,
+    }
+}
+
+fn dash(v: Option<&Value>) -> Value {
+    match v.and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+        Some(s) => json!(s),
+        None => json!("-"),
+    }
+}
+
+/// What happened, as the outbox item remembers it.
+#[derive(Debug, Clone, Default)]
+pub struct Happening {
+    pub reason: Option<String>,
+    pub reason_author: Option<String>,
+    pub comment: Option<Value>,
+    pub at: Option<i64>,
+}
+
+/// Template data for a port email (`teletype_port_utils:port_request_data`).
+pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &Happening, tz: Tz) -> Value {
+    let mut pr = public_fields(doc);
+    pr.remove("comments");
+    pr.remove("ui_metadata");
+    pr.remove("ui_flags");
+    let state = PortState::of_doc(doc);
+    let numbers_obj = match state {
+        PortState::Completed => doc.get("pvt_ported_numbers"),
+        _ => doc.get("numbers"),
+    };
+    let numbers: Vec<Value> = numbers_obj
+        .and_then(Value::as_object)
+        .map(|n| n.keys().map(|e| json!({ "e164": e, "pretty": pretty_print(e) })).collect())
+        .unwrap_or_default();
+    let bill = doc.get("bill").cloned().unwrap_or(json!({}));
+    let send_to = match doc.pointer("/notifications/email/send_to") {
+        Some(Value::String(s)) => vec![json!(s)],
+        Some(Value::Array(a)) => a.clone(),
+        _ => vec![],
+    };
+    let ts = |k: &str| doc.get(k).and_then(Value::as_i64);
+    pr.insert("port_state".into(), json!(state));
+    pr.insert("numbers".into(), json!(numbers));
+    pr.insert("customer_contact".into(), json!(send_to));
+    pr.insert("reference_number".into(), dash(doc.get("reference_number")));
+    pr.insert(
+        "losing_carrier".into(),
+        dash(bill.get("carrier"))
+            .as_str()
+            .map_or(json!("unknown carrier"), |c| if c == "-" { json!("unknown carrier") } else { json!(c) }),
+    );
+    pr.insert("winning_carrier".into(), doc.get("winning_carrier").cloned().unwrap_or(json!("unknown carrier")));
+    pr.insert("created".into(), date(ts("pvt_created"), tz));
+    pr.insert("requested_port_date".into(), date(ts("transfer_date"), tz));
+    pr.insert("port_scheduled_date".into(), date(ts("scheduled_date"), tz));
+    pr.insert("signing_date".into(), date(ts("signing_date"), tz));
+    pr.insert("ported_date".into(), date(happening.at, tz));
+    pr.insert(
+        "bill".into(),
+        json!({
+            "name": dash(bill.get("name")),
+            "address": {
+                "street_number": dash(bill.get("street_number")), "street_pre_dir": dash(bill.get("street_pre_dir")),
+                "street_name": dash(bill.get("street_address")), "street_type": dash(bill.get("street_type")),
+                "street_post_dir": dash(bill.get("street_post_dir")), "locality": dash(bill.get("locality")),
+                "region": dash(bill.get("region")), "postal_code": dash(bill.get("postal_code")),
+            },
+            "account": { "number": dash(bill.get("account_number")), "pin": dash(bill.get("pin")), "btn": dash(bill.get("btn")) },
+        }),
+    );
+    let name_of = |d: &Value| json!({ "id": d.get("_id"), "name": d.get("name"), "realm": d.get("realm") });
+    let mut data = json!({
+        "port_request": Value::Object(pr),
+        "account": name_of(account),
+        "port_authority": name_of(authority),
+    });
+    if let Some(reason) = happening.reason.as_deref().filter(|r| !r.is_empty()) {
+        data["transition_reason"] = json!({
+            "content": reason,
+            "date": date(happening.at, tz),
+            "user": { "author": happening.reason_author.clone().unwrap_or_else(|| "An agent".into()) },
+        });
+    }
+    if let Some(c) = &happening.comment {
+        data["comment"] = json!({
+            "content": c.get("content"),
+            "author": c.get("author").and_then(Value::as_str).unwrap_or("An agent"),
+            "is_private": comments::is_private(c),
+            "date": date(c.get("timestamp").and_then(Value::as_i64), tz),
+        });
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kazoo_recipients() {
+        assert_eq!(emails_for_state(PortState::Submitted).len(), 3);
+        assert_eq!(emails_for_state(PortState::Pending), vec![("port_pending", Audience::Submitter)]);
+        assert!(emails_for_state(PortState::Canceled).contains(&("port_cancel", Audience::Authority)));
+        assert_eq!(emails_for_comment(&json!({"is_private": true})), vec![("port_comment", Audience::Authority)]);
+        assert_eq!(emails_for_comment(&json!({})).len(), 2);
+    }
+
+    #[test]
+    fn backoff_grows_to_a_cap() {
+        let (b, m) = (Duration::from_secs(5), Duration::from_secs(7200));
+        assert_eq!(retry_delay(1, b, m), Duration::from_secs(5));
+        assert_eq!(retry_delay(2, b, m), Duration::from_secs(10));
+        assert_eq!(retry_delay(5, b, m), Duration::from_secs(80));
+        assert_eq!(retry_delay(40, b, m), m);
+    }
+
+    #[test]
+    fn signatures() {
+        assert_eq!(
+            signature("key", b"The quick brown fox jumps over the lazy dog"),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn carrier_push_renames_and_hides() {
+        let doc = json!({"_id": "p", "_rev": "1", "pvt_port_state": "submitted", "pvt_account_id": "a",
+            "pvt_created": 1, "pvt_modified": 2, "pvt_type": "port_request", "pvt_tree": ["m"], "Some-Key": null,
+            "comments": [{"content": "pub"}, {"content": "secret", "is_private": true}]});
+        let body = carrier_push_body(&doc);
+        assert_eq!(
+            body,
+            json!({"id": "p", "port_state": "submitted", "account_id": "a", "created": 1, "modified": 2,
+            "pvt_tree": ["m"], "comments": [{"content": "pub"}]})
+        );
+    }
+
+    #[test]
+    fn email_data_shapes() {
+        let doc = json!({"_id": "p", "name": "Move", "pvt_port_state": "submitted", "numbers": {"+14155551234": {}},
+            "bill": {"name": "Jo", "carrier": "PACIFIC BELL", "locality": "SF"},
+            "notifications": {"email": {"send_to": "jo@example.com"}}, "comments": [{"content": "x"}]});
+        let h = Happening { reason: Some("ok".into()), at: Some(63_900_000_000), ..Default::default() };
+        let d = email_data(&doc, &json!({"name": "Acct"}), &json!({"name": "Auth"}), &h, chrono_tz::UTC);
+        assert_eq!(d["port_request"]["numbers"][0]["e164"], "+14155551234");
+        assert_eq!(d["port_request"]["customer_contact"], json!(["jo@example.com"]));
+        assert_eq!(d["port_request"]["losing_carrier"], "PACIFIC BELL");
+        assert_eq!(d["port_request"]["reference_number"], "-");
+        assert_eq!(d["port_request"]["bill"]["address"]["street_name"], "-");
+        assert_eq!(d["transition_reason"]["content"], "ok");
+        assert!(d["port_request"].get("comments").is_none());
+        assert_eq!(d["account"]["name"], "Acct");
+    }
+}
