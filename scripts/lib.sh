@@ -75,3 +75,21 @@ stop_started() {
   for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   STARTED_PIDS=()
 }
+
+# start_fresh_stack NAME: PouchDB Server and MailDev on free ports, data in a temporary
+# directory removed at exit; exports COUCHDB_URL, SMTP_URL, MAILDEV_URL and the binaries.
+start_fresh_stack() {
+  WORK=$(mktemp -d "/tmp/kpr-$1.XXXXXX")
+  trap 'stop_started; rm -rf "$WORK"' EXIT
+  trap 'exit 130' INT TERM
+  local couch_port smtp_port web_port
+  couch_port=$(free_port); smtp_port=$(free_port); web_port=$(free_port)
+  start_pouchdb "$WORK/couch" "$couch_port"
+  start_maildev "$smtp_port" "$web_port"
+  export COUCHDB_URL="http://127.0.0.1:$couch_port"
+  export SMTP_URL="smtp://127.0.0.1:$smtp_port"
+  export MAILDEV_URL="http://127.0.0.1:$web_port"
+  export POUCHDB_SERVER_BIN="$DEVSTACK/node_modules/.bin/pouchdb-server"
+  export MAILDEV_BIN="$DEVSTACK/node_modules/.bin/maildev"
+  export QT_QPA_PLATFORM=offscreen
+}

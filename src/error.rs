@@ -62,8 +62,14 @@ impl ValidationErrors {
     }
 }
 
+/// A refusal on the Fone Dynamics API: a code and a message per field, on top of the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoneErrors(pub Vec<crate::domain::fone::FieldError>);
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
+    #[error("porting request refused")]
+    Fone(FoneErrors),
     #[error("validation error")]
     Validation(ValidationErrors),
     /// A request value that makes no sense (crossbar's `invalid_request`, but a 400).
@@ -117,6 +123,13 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, String, Value) {
         use ApiError::*;
         let (status, message, data) = match self {
+            Fone(FoneErrors(list)) => {
+                let mut errors = ValidationErrors::new();
+                for e in list {
+                    errors.add(&e.field, e.code, json!({ "message": e.message }));
+                }
+                (StatusCode::BAD_REQUEST, "validation error", errors.to_value())
+            }
             Validation(errors) => (StatusCode::BAD_REQUEST, "validation error", errors.to_value()),
             InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", msg(m)),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", msg("invalid credentials")),
@@ -157,6 +170,25 @@ impl ApiError {
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", msg("internal error")),
         };
         (status, message.to_owned(), data)
+    }
+}
+
+impl ApiError {
+    /// Members added at the top of the error envelope (the Fone Dynamics error body).
+    pub fn extra_members(&self) -> Option<Map<String, Value>> {
+        let ApiError::Fone(FoneErrors(list)) = self else { return None };
+        let mut extra = Map::new();
+        extra.insert("ErrorCode".into(), json!(400));
+        extra.insert("ErrorMessage".into(), json!("The porting request is not valid"));
+        extra.insert(
+            "Errors".into(),
+            json!(
+                list.iter()
+                    .map(|e| json!({ "Field": e.field, "Code": e.code, "Message": e.message }))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        Some(extra)
     }
 }
 

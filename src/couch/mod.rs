@@ -238,40 +238,39 @@ impl Couch {
         Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
     }
 
+    /// How many rows of a view (with a `_count` reduce) lie between two keys.
+    pub async fn view_count(&self, db: &str, ddoc: &str, view: &str, start: Value, end: Value) -> StoreResult<u64> {
+        let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
+        let body = json!({ "start_key": start, "end_key": end, "reduce": true });
+        let resp = self.request(Method::POST, &path).json(&body).send().await?;
+        if !resp.status().is_success() {
+            return Err(classify_status(resp.status(), format!("counting {view}")));
+        }
+        let body: Value = resp.json().await?;
+        Ok(body["rows"].get(0).and_then(|r| r["value"].as_u64()).unwrap_or(0))
+    }
+
     /// Reads several documents by id at once; missing or deleted ones are skipped.
     pub async fn get_many(&self, db: &str, ids: &[String]) -> StoreResult<Vec<Value>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let path = format!("/{}/_all_docs", encode(db));
-        let resp = self
-            .request(Method::POST, &path)
-            .query(&[("include_docs", "true")])
-            .json(&json!({ "keys": ids }))
-            .send()
-            .await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => return Ok(Vec::new()),
-            s if !s.is_success() => return Err(classify_status(s, format!("reading {db}"))),
-            _ => {}
-        }
-        let body: Value = resp.json().await?;
-        Ok(body
-            .get("rows")
-            .and_then(Value::as_array)
-            .map(|rows| rows.iter().filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned()).collect())
-            .unwrap_or_default())
+        let req = self.request(Method::POST, &path).query(&[("include_docs", "true")]).json(&json!({ "keys": ids }));
+        Self::docs_of(req, db).await
     }
 
     /// Every document of a database (at most `limit`); a missing database has none.
     pub async fn all_docs(&self, db: &str, limit: u64) -> StoreResult<Vec<Value>> {
         let path = format!("/{}/_all_docs", encode(db));
         let limit = limit.to_string();
-        let resp = self
-            .request(Method::GET, &path)
-            .query(&[("include_docs", "true"), ("limit", limit.as_str())])
-            .send()
-            .await?;
+        let req = self.request(Method::GET, &path).query(&[("include_docs", "true"), ("limit", limit.as_str())]);
+        Self::docs_of(req, db).await
+    }
+
+    /// The documents of an `_all_docs` answer (missing or deleted ones left out).
+    async fn docs_of(req: reqwest::RequestBuilder, db: &str) -> StoreResult<Vec<Value>> {
+        let resp = req.send().await?;
         match resp.status() {
             StatusCode::NOT_FOUND => return Ok(Vec::new()),
             s if !s.is_success() => return Err(classify_status(s, format!("reading {db}"))),
@@ -280,7 +279,7 @@ impl Couch {
         let body: Value = resp.json().await?;
         Ok(body["rows"]
             .as_array()
-            .map(|rows| rows.iter().filter_map(|r| r.get("doc").cloned()).collect())
+            .map(|rows| rows.iter().filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned()).collect())
             .unwrap_or_default())
     }
 

@@ -3,6 +3,7 @@
 pub mod attachments;
 pub mod authority;
 pub mod comments;
+pub mod fone;
 pub mod ids;
 pub mod loa;
 pub mod notifications;

@@ -60,6 +60,9 @@ pub fn render_error(err: &ApiError, meta: &RequestMeta, info: Option<&EnvelopeIn
     env.insert("message".into(), json!(message));
     env.insert("error".into(), json!(status.as_u16().to_string()));
     env.insert("data".into(), data);
+    if let Some(extra) = err.extra_members() {
+        env.extend(extra);
+    }
     json_response(status, &env)
 }
 

@@ -236,6 +236,30 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::Internal("application state missing".into()))
 }
 
+/// HTTP Basic with an account id as user and that account's API key (`pvt_api_key`) as
+/// password: how Fone Dynamics clients authenticate.
+pub async fn authenticate_basic(state: &AppState, header: &str) -> Result<Arc<Caller>, ApiError> {
+    use base64::Engine;
+    let encoded =
+        header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic ")).ok_or(ApiError::InvalidCredentials)?;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ApiError::InvalidCredentials)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidCredentials)?;
+    let (user, key) = decoded.split_once(':').ok_or(ApiError::InvalidCredentials)?;
+    let id = AccountId::from_any(user).ok_or(ApiError::InvalidCredentials)?;
+    let account = state.directory.account(&id).await?.ok_or(ApiError::InvalidCredentials)?;
+    let expected = account.doc.get("pvt_api_key").and_then(Value::as_str).unwrap_or_default();
+    // compare without leaking where the keys differ
+    let same = !expected.is_empty()
+        && expected.len() == key.len()
+        && expected.bytes().zip(key.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        tracing::info!("basic authentication refused");
+        return Err(ApiError::InvalidCredentials);
+    }
+    Ok(Arc::new(Caller { account, owner_id: None, expires: i64::MAX }))
+}
+
 /// An authenticated request whose body is not JSON (uploads) or not read at all: the token
 /// comes from the headers or the query string.
 pub struct Authed {

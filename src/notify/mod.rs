@@ -10,6 +10,7 @@ mod worker;
 pub use worker::spawn;
 
 use crate::couch::{Couch, StoreResult, ViewQuery, dbs, design};
+use crate::domain::fone;
 use crate::domain::ids::{derived_id, new_doc_id};
 use crate::domain::notifications::{Audience, emails_for_comment, emails_for_state, webhook_body};
 use crate::domain::port_state::PortState;
@@ -112,7 +113,12 @@ impl Outbox {
 
     fn webhook(&self, event: &str, doc: &Value, proof: &Proof<'_>, facts: &Facts) -> Option<Value> {
         let url = doc.pointer("/notifications/webhook/url").and_then(Value::as_str)?;
-        let body = webhook_body(event, doc, facts.previous, facts.reason.as_deref(), now_unix());
+        let mut body = webhook_body(event, doc, facts.previous, facts.reason.as_deref(), now_unix());
+        if doc.get(fone::ORIGINAL).is_some() {
+            // a request made through the Fone Dynamics API: its status update, their way
+            let parent = doc["pvt_tree"].as_array().and_then(|t| t.last()).and_then(Value::as_str).unwrap_or_default();
+            body["PortingRequest"] = fone::porting_request(doc, parent);
+        }
         let mut item = self.item("webhook", event, doc, proof, facts);
         item["webhook"] = json!({ "url": url, "body": body.to_string() });
         Some(item)

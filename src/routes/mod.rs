@@ -1,6 +1,7 @@
 //! The URL table. Every resource answers 405 (in the envelope) for methods it does not take.
 
 pub mod attachments;
+pub mod fone;
 pub mod health;
 pub mod listings;
 pub mod port_requests;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
     listings::configure(cfg);
     attachments::configure(cfg);
+    fone::configure(cfg);
     port_requests::configure(cfg);
     cfg.default_service(web::to(not_found));
 }

@@ -214,14 +214,25 @@ async fn save_and_reply(
     is_auth: bool,
     events: &[Value],
 ) -> Result<(Value, Reply), ApiError> {
-    ctx.state.outbox.enqueue(events).await?;
+    prepare(ctx, &mut doc).await?;
+    commit(ctx, doc, is_auth, events).await
+}
+
+/// Refreshes `pvt_tree` from the owner and stamps the private fields, ready to save.
+async fn prepare(ctx: &Ctx, doc: &mut Value) -> Result<(), ApiError> {
     if let Some(owner) =
         doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any)
         && let Some(account) = ctx.state.directory.account(&owner).await?
     {
         doc["pvt_tree"] = json!(account.tree());
     }
-    pr::stamp(&mut doc, &stamp_of(ctx));
+    pr::stamp(doc, &stamp_of(ctx));
+    Ok(())
+}
+
+/// Writes the outbox `events`, then the prepared document; wakes the worker once both are in.
+async fn commit(ctx: &Ctx, mut doc: Value, is_auth: bool, events: &[Value]) -> Result<(Value, Reply), ApiError> {
+    ctx.state.outbox.enqueue(events).await?;
     let rev = store::save(&ctx.state, &mut doc).await?;
     if !events.is_empty() {
         ctx.state.outbox.wake();
@@ -254,13 +265,27 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
             ));
         }
     };
-    let mut public = client_fields(data);
+    let (doc, is_auth) = create_request(&ctx, &account, client_fields(data), id, None).await?;
+    let location = format!("{}/{}", req.path().trim_end_matches('/'), doc["_id"].as_str().unwrap_or_default());
+    Ok(Reply::created(view_for(&doc, is_auth), &location).with_revision(doc["_rev"].as_str()))
+}
+
+/// Creates a port request from its public fields, checked like any other; with `submit`
+/// (a reason), it is submitted in the same write, as the Fone Dynamics API does. Returns the
+/// saved document and whether the caller is its port authority.
+pub async fn create_request(
+    ctx: &Ctx,
+    account: &Account,
+    mut public: Map<String, Value>,
+    id: String,
+    submit: Option<&str>,
+) -> Result<(Value, bool), ApiError> {
     let candidates = validate_public(&mut public, false)?;
     let state = &ctx.state;
-    let authority = store::find_authority(&state.directory, &account).await?;
+    let authority = store::find_authority(&state.directory, account).await?;
     let is_auth = ctx.caller.is_superduper_admin() || ctx.caller.account_id() == &authority;
     let requested = public.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
-    let (all_comments, _) = merge_comments(&ctx, &[], &requested, true, is_auth).await?;
+    let (all_comments, _) = merge_comments(ctx, &[], &requested, true, is_auth).await?;
     if !all_comments.is_empty() {
         public.insert("comments".into(), Value::Array(all_comments));
     }
@@ -275,10 +300,36 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
     doc["pvt_account_name"] = json!(account.name());
     doc["pvt_port_authority"] = json!(authority);
     doc["pvt_port_authority_name"] = json!(store::account_name(&state.directory, &authority).await?);
-    doc["pvt_transitions"] = json!([transition_entry(None, PortState::Unconfirmed, &actor, None, now_gregorian())]);
-    let (doc, _) = save_and_reply(&ctx, doc, is_auth, &[]).await?;
-    let location = format!("{}/{}", req.path().trim_end_matches('/'), doc["_id"].as_str().unwrap_or_default());
-    Ok(Reply::created(view_for(&doc, is_auth), &location).with_revision(doc["_rev"].as_str()))
+    let at = now_gregorian();
+    doc["pvt_transitions"] = json!([transition_entry(None, PortState::Unconfirmed, &actor, None, at)]);
+    let mut events = Vec::new();
+    if let Some(reason) = submit {
+        let count = doc.get("numbers").and_then(Value::as_object).map_or(0, |n| n.len());
+        if let Some(per_number) = state.settings.port_activation_charge {
+            // an API that submits at once accepts the configured charge; it is recorded
+            doc["pvt_accepted_charges"] = json!({
+                "activation_charges": per_number * count as f64, "per_number": per_number, "numbers": count,
+                "accepted_by": { "account_id": ctx.caller.account_id(), "user_id": ctx.caller.owner_id }, "timestamp": at,
+            });
+        }
+        let entry = transition_entry(Some(PortState::Unconfirmed), PortState::Submitted, &actor, Some(reason), at);
+        record_transition(&mut doc, PortState::Submitted, entry);
+        prepare(ctx, &mut doc).await?;
+        events = transition_events(
+            ctx,
+            &doc,
+            &[],
+            PortState::Unconfirmed,
+            PortState::Submitted,
+            at,
+            Some(reason.to_owned()),
+            &actor,
+        )
+        .await?;
+    }
+    prepare(ctx, &mut doc).await?;
+    let (doc, _) = commit(ctx, doc, is_auth, &events).await?;
+    Ok((doc, is_auth))
 }
 
 /// `GET /v2/accounts/{A}/port_requests/{id}` — also the per-state and `last_submitted`
@@ -434,15 +485,16 @@ pub async fn transition(
     let reason = ctx.req_str("reason");
     let at = now_gregorian();
     record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason.as_deref(), at));
+    prepare(&ctx, &mut new_doc).await?;
     let events = transition_events(&ctx, &new_doc, &edit.new_comments, from, to, at, reason, &actor).await?;
 
     if to != PortState::Completed {
-        let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
+        let (_, reply) = commit(&ctx, new_doc, is_auth, &events).await?;
         return Ok(reply);
     }
     let activation = completion::activate(&ctx.state, &new_doc).await?;
     completion::clear_numbers(&mut new_doc);
-    match save_and_reply(&ctx, new_doc, is_auth, &events).await {
+    match commit(&ctx, new_doc, is_auth, &events).await {
         Ok((_, reply)) => Ok(reply),
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too

@@ -138,6 +138,17 @@ pub struct OwnCouch {
     child: Option<std::process::Child>,
 }
 
+/// Waits up to 15 s for `url` to answer 2xx.
+async fn wait_up(url: &str, what: &str) {
+    for _ in 0..150 {
+        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not start at {url}");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -170,13 +181,7 @@ impl OwnCouch {
             .spawn()
             .expect("pouchdb-server starts");
         self.child = Some(child);
-        for _ in 0..150 {
-            if reqwest::get(self.url()).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("pouchdb-server did not start on {}", self.port);
+        wait_up(&self.url(), "pouchdb-server").await;
     }
 
     pub fn stop(&mut self) {
@@ -403,13 +408,7 @@ impl OwnMaildev {
             .spawn()
             .expect("maildev starts");
         self.child = Some(child);
-        for _ in 0..150 {
-            if reqwest::get(format!("{}/email", self.url())).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("maildev did not start");
+        wait_up(&format!("{}/email", self.url()), "maildev").await;
     }
 
     pub fn stop(&mut self) {

@@ -8,6 +8,7 @@ mod attachments;
 mod auth;
 mod comments;
 mod envelope;
+mod fone;
 mod lifecycle;
 mod listings;
 mod loa;
