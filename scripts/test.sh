@@ -11,3 +11,7 @@ start_fresh_stack test
 export LOG="${LOG:-warn}"
 log "CouchDB-compatible server on $COUCHDB_URL, MailDev on $MAILDEV_URL"
 cargo test --locked "$@"
+# the OpenAPI contract, unless only some tests were asked for
+if [ $# -eq 0 ]; then
+  bash "$ROOT/scripts/contract.sh"
+fi

@@ -135,6 +135,8 @@ pub struct Settings {
     pub loa_timeout: Duration,
     pub templates_dir: PathBuf,
     pub log: String,
+    /// Log lines as JSON objects.
+    pub log_json: bool,
     /// The name hashed into the envelope's `node` field.
     pub node_name: String,
     /// How long account docs, keys and secrets are cached.
@@ -179,6 +181,9 @@ pub struct SettingsArgs {
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "LOG", default_value = "info", global = true)]
     pub log: String,
+    /// Log line format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
     /// Node name hashed into the envelope's `node` field (default kazoo_port_requests@<hostname>).
     #[arg(long, env = "NODE_NAME", global = true)]
     pub node_name: Option<String>,
@@ -254,6 +259,11 @@ impl SettingsArgs {
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(invalid("LOG", format!("'{}' is not a log level or filter", self.log)));
         }
+        let log_json = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(invalid("LOG_FORMAT", format!("'{other}' is neither text nor json"))),
+        };
         if self.wkhtmltopdf.trim().is_empty() {
             return Err(invalid("WKHTMLTOPDF", "must name a program"));
         }
@@ -266,6 +276,7 @@ impl SettingsArgs {
             loa_timeout: Duration::from_secs(self.loa_timeout.max(1)),
             templates_dir: self.templates_dir,
             log: self.log,
+            log_json,
             node_name: self.node_name.unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),
             cache_ttl: Duration::from_secs(self.cache_ttl),
             allow_submitted_to_scheduled: self.allow_submitted_to_scheduled,

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod loa;
+pub mod metrics;
 pub mod notify;
 pub mod port_requests;
 pub mod routes;

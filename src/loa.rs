@@ -98,7 +98,11 @@ impl LoaRenderer {
 
     /// The PDF cached under `key` (see `cache_key`), if any.
     pub async fn cached(&self, key: &[u8; 32]) -> Option<Bytes> {
-        self.pdfs.get(key).await
+        let hit = self.pdfs.get(key).await;
+        if hit.is_some() {
+            crate::metrics::get().loa_cache_hits.inc();
+        }
+        hit
     }
 
     /// Kazoo's order: the reseller's `pdf.loa` (`<carrier>.hbs`, then `loa.hbs`), the same in
@@ -144,7 +148,12 @@ impl LoaRenderer {
 
     /// Renders `html` to PDF and keeps it under `key`.
     pub async fn render_cached(&self, key: [u8; 32], html: &str) -> Result<Bytes, ApiError> {
-        let pdf = self.render(html).await?;
+        let m = crate::metrics::get();
+        let timer = m.loa_render_seconds.start_timer();
+        let rendered = self.render(html).await;
+        timer.observe_duration();
+        m.loa_renders.with_label_values(&[if rendered.is_ok() { "ok" } else { "error" }]).inc();
+        let pdf = rendered?;
         self.pdfs.insert(key, pdf.clone()).await;
         Ok(pdf)
     }

@@ -44,6 +44,7 @@ pub fn encode(component: &str) -> String {
 }
 
 fn classify_reqwest(e: &reqwest::Error) -> StoreError {
+    crate::metrics::get().couch_errors.with_label_values(&["unreachable"]).inc();
     if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode() {
         StoreError::Unreachable(e.to_string())
     } else {
@@ -173,6 +174,7 @@ impl Couch {
 
     /// `GET /`: the server's welcome document. Proves CouchDB answers.
     pub async fn server_info(&self) -> StoreResult<Value> {
+        let _timer = crate::metrics::CouchTimer::start("server_info");
         let resp = self.request(Method::GET, "/").send().await?;
         if !resp.status().is_success() {
             return Err(classify_status(resp.status(), "server info".into()));
@@ -182,6 +184,7 @@ impl Couch {
 
     /// Creates the database if it is missing. Never touches an existing one.
     pub async fn ensure_db(&self, db: &str) -> StoreResult<()> {
+        let _timer = crate::metrics::CouchTimer::start("ensure_db");
         let path = format!("/{}", encode(db));
         let head = self.request(Method::HEAD, &path).send().await?;
         if head.status().is_success() {
@@ -196,6 +199,7 @@ impl Couch {
 
     /// Reads one document; `None` when it (or its database) does not exist.
     pub async fn get(&self, db: &str, id: &str) -> StoreResult<Option<Value>> {
+        let _timer = crate::metrics::CouchTimer::start("get");
         match self.database(db).get_raw(id).await {
             Ok(doc) => Ok(Some(doc)),
             Err(e) => match classify(e) {
@@ -208,6 +212,7 @@ impl Couch {
     /// Writes a document that carries its `_id` (and `_rev` unless new). A stale or missing
     /// `_rev` gives `Conflict`: nothing is ever overwritten blindly. Sets the new `_rev`.
     pub async fn save(&self, db: &str, doc: &mut Value) -> StoreResult<String> {
+        let _timer = crate::metrics::CouchTimer::start("save");
         if doc.get("_id").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(StoreError::Fault("refusing to save a document without _id".into()));
         }
@@ -216,6 +221,7 @@ impl Couch {
 
     /// Saves several documents in one request; returns per-document results in order.
     pub async fn bulk_save(&self, db: &str, docs: &[Value]) -> StoreResult<Vec<Result<String, StoreError>>> {
+        let _timer = crate::metrics::CouchTimer::start("bulk_save");
         let path = format!("/{}/_bulk_docs", encode(db));
         let resp = self.request(Method::POST, &path).json(&json!({ "docs": docs })).send().await?;
         if !resp.status().is_success() {
@@ -234,12 +240,14 @@ impl Couch {
 
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
+        let _timer = crate::metrics::CouchTimer::start("view");
         let result = self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify)?;
         Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
     }
 
     /// How many rows of a view (with a `_count` reduce) lie between two keys.
     pub async fn view_count(&self, db: &str, ddoc: &str, view: &str, start: Value, end: Value) -> StoreResult<u64> {
+        let _timer = crate::metrics::CouchTimer::start("view_count");
         let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
         let body = json!({ "start_key": start, "end_key": end, "reduce": true });
         let resp = self.request(Method::POST, &path).json(&body).send().await?;
@@ -252,6 +260,7 @@ impl Couch {
 
     /// Reads several documents by id at once; missing or deleted ones are skipped.
     pub async fn get_many(&self, db: &str, ids: &[String]) -> StoreResult<Vec<Value>> {
+        let _timer = crate::metrics::CouchTimer::start("get_many");
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -262,6 +271,7 @@ impl Couch {
 
     /// Every document of a database (at most `limit`); a missing database has none.
     pub async fn all_docs(&self, db: &str, limit: u64) -> StoreResult<Vec<Value>> {
+        let _timer = crate::metrics::CouchTimer::start("all_docs");
         let path = format!("/{}/_all_docs", encode(db));
         let limit = limit.to_string();
         let req = self.request(Method::GET, &path).query(&[("include_docs", "true"), ("limit", limit.as_str())]);
@@ -285,6 +295,7 @@ impl Couch {
 
     /// Reads an attachment's bytes and content type.
     pub async fn get_attachment(&self, db: &str, id: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
+        let _timer = crate::metrics::CouchTimer::start("get_attachment");
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
         let resp = self.request(Method::GET, &path).send().await?;
         match resp.status() {
@@ -312,6 +323,7 @@ impl Couch {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> StoreResult<String> {
+        let _timer = crate::metrics::CouchTimer::start("put_attachment");
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(

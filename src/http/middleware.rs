@@ -130,8 +130,12 @@ pub async fn crossbar(
     if cors {
         add_cors_headers(headers);
     }
-    span.in_scope(|| {
-        tracing::info!(status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "served")
-    });
+    let elapsed = started.elapsed();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = res.request().method().as_str().to_owned();
+    let metrics = crate::metrics::get();
+    metrics.requests.with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()]).inc();
+    metrics.request_seconds.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed.as_secs_f64());
+    span.in_scope(|| tracing::info!(status = res.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "served"));
     Ok(res)
 }

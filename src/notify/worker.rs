@@ -87,6 +87,13 @@ async fn record(state: &AppState, mut item: Value, outcome: Outcome) {
     let cfg = &state.settings.outbox;
     let failures =
         item["attempts"].as_array().map_or(0, |a| a.iter().filter(|x| x["result"] == "error").count()) as u32;
+    let result = match &outcome {
+        Outcome::Delivered(_) => "delivered",
+        Outcome::Skipped(_) => "skipped",
+        Outcome::Failed(_) => "error",
+        Outcome::NotYet => "waiting",
+    };
+    crate::metrics::get().deliveries.with_label_values(&[item["channel"].as_str().unwrap_or("unknown"), result]).inc();
     let (status, attempt, next) = match outcome {
         Outcome::Delivered(to) => {
             item["recipients"] = json!(to);

@@ -2,8 +2,8 @@
 
 pub mod attachments;
 pub mod fone;
-pub mod health;
 pub mod listings;
+pub mod operations;
 pub mod port_requests;
 
 use crate::error::ApiError;
@@ -22,7 +22,9 @@ pub fn resource(path: &str) -> actix_web::Resource {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(health::healthz)));
+    cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
+        .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
+        .service(resource("/metrics").route(web::get().to(operations::metrics)));
     listings::configure(cfg);
     attachments::configure(cfg);
     fone::configure(cfg);

@@ -20,6 +20,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         loa_timeout: 30,
         templates_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into(),
         log: std::env::var("LOG").unwrap_or_else(|_| "warn".into()),
+        log_format: "text".into(),
         node_name: Some("kpr-test@localhost".into()),
         cache_ttl: 10,
         allow_submitted_to_scheduled: None,
@@ -60,7 +61,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Builds and starts the application; returns its base URL.
 pub async fn start(settings: Settings) -> String {
-    TRACING.call_once(|| kazoo_port_requests::telemetry::init(&settings.log));
+    TRACING.call_once(|| kazoo_port_requests::telemetry::init(&settings.log, settings.log_json));
     let app = Application::build(settings).await.expect("the application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -14,6 +14,7 @@ mod listings;
 mod loa;
 mod notifications;
 mod numbers;
+mod operations;
 mod outage;
 mod startup;
 mod transitions;

@@ -1,0 +1,119 @@
+//! Prometheus metrics (`GET /metrics`): requests by route and status, latencies, CouchDB calls,
+//! the outbox and LOA renders.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub couch_seconds: HistogramVec,
+    pub couch_errors: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub outbox_pending: IntGauge,
+    pub outbox_failed: IntGauge,
+    pub loa_renders: IntCounterVec,
+    pub loa_render_seconds: Histogram,
+    pub loa_cache_hits: IntCounter,
+}
+
+const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("kpr".into()), None)?;
+    let requests = IntCounterVec::new(
+        Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+        &["route", "method", "status"],
+    )?;
+    let request_seconds = HistogramVec::new(
+        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(LATENCY_BUCKETS.to_vec()),
+        &["route", "method"],
+    )?;
+    let couch_seconds = HistogramVec::new(
+        HistogramOpts::new("couchdb_request_duration_seconds", "CouchDB call latency by operation")
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        &["operation"],
+    )?;
+    let couch_errors =
+        IntCounterVec::new(Opts::new("couchdb_errors_total", "Failed CouchDB calls by kind"), &["kind"])?;
+    let deliveries = IntCounterVec::new(
+        Opts::new("outbox_deliveries_total", "Delivery attempts by channel and result"),
+        &["channel", "result"],
+    )?;
+    let outbox_pending = IntGauge::new("outbox_pending", "Outbox items waiting to be delivered (this queue)")?;
+    let outbox_failed = IntGauge::new("outbox_failed", "Outbox items given up on (this queue, all time)")?;
+    let loa_renders = IntCounterVec::new(Opts::new("loa_renders_total", "LOA PDF renderings by result"), &["result"])?;
+    let loa_render_seconds = Histogram::with_opts(
+        HistogramOpts::new("loa_render_duration_seconds", "wkhtmltopdf time per LOA").buckets(LATENCY_BUCKETS.to_vec()),
+    )?;
+    let loa_cache_hits = IntCounter::new("loa_cache_hits_total", "LOA requests served from the PDF cache")?;
+    // series that exist from the start, so dashboards and alerts see zeros, not gaps
+    for result in ["ok", "error"] {
+        loa_renders.with_label_values(&[result]);
+    }
+    for channel in ["email", "webhook", "carrier_push"] {
+        for result in ["delivered", "skipped", "error"] {
+            deliveries.with_label_values(&[channel, result]);
+        }
+    }
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(request_seconds.clone()))?;
+    registry.register(Box::new(couch_seconds.clone()))?;
+    registry.register(Box::new(couch_errors.clone()))?;
+    registry.register(Box::new(deliveries.clone()))?;
+    registry.register(Box::new(outbox_pending.clone()))?;
+    registry.register(Box::new(outbox_failed.clone()))?;
+    registry.register(Box::new(loa_renders.clone()))?;
+    registry.register(Box::new(loa_render_seconds.clone()))?;
+    registry.register(Box::new(loa_cache_hits.clone()))?;
+    Ok(Metrics {
+        registry,
+        requests,
+        request_seconds,
+        couch_seconds,
+        couch_errors,
+        deliveries,
+        outbox_pending,
+        outbox_failed,
+        loa_renders,
+        loa_render_seconds,
+        loa_cache_hits,
+    })
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| build().expect("metric definitions are valid"));
+
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Times a CouchDB call under `operation`.
+pub struct CouchTimer {
+    operation: &'static str,
+    started: Instant,
+}
+
+impl CouchTimer {
+    pub fn start(operation: &'static str) -> Self {
+        Self { operation, started: Instant::now() }
+    }
+}
+
+impl Drop for CouchTimer {
+    fn drop(&mut self) {
+        get().couch_seconds.with_label_values(&[self.operation]).observe(self.started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,35 @@
+//! What operators and tools read: health, the OpenAPI document, Prometheus metrics. No token.
+
+use crate::couch::dbs;
+use crate::error::ApiError;
+use crate::http::envelope::Reply;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /healthz`: 200 when CouchDB answers, 503 otherwise.
+pub async fn healthz(state: web::Data<AppState>) -> Result<Reply, ApiError> {
+    state.couch.server_info().await?;
+    Ok(Reply::ok(json!({ "couchdb": "ok" })))
+}
+
+/// `GET /openapi.json`
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+/// `GET /metrics`: the outbox gauges are read when scraped; CouchDB being down does not stop
+/// the other metrics from being served.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = crate::metrics::get();
+    let queue = state.outbox.queue();
+    for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
+        let key = json!([queue, status]);
+        if let Ok(n) = state.couch.view_count(dbs::SERVICE, "outbox", "by_status", key.clone(), key).await {
+            gauge.set(n as i64);
+        }
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(m.render())
+}
