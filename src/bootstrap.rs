@@ -4,7 +4,7 @@
 
 use crate::auth::jwt;
 use crate::configuration::Settings;
-use crate::couch::{Couch, StoreError, dbs, design};
+use crate::couch::{Couch, NewAttachment, StoreError, dbs, design};
 use crate::domain::ids::{AccountId, derived_id, new_doc_id};
 use crate::domain::time::now_gregorian;
 use anyhow::{Context, anyhow};
@@ -80,7 +80,14 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
     }
     let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
     let pem = jwt::generate_private_pem();
-    match couch.put_attachment(dbs::SYSTEM_AUTH, kid, &rev, "private_key.pem", "application/x-pem-file", pem).await {
+    match couch
+        .put_attachment(
+            (dbs::SYSTEM_AUTH, kid, &rev),
+            &NewAttachment { name: "private_key.pem", content_type: "application/x-pem-file", length: pem.len() },
+            pem.clone(),
+        )
+        .await
+    {
         Ok(_) | Err(StoreError::Conflict) => Ok(()),
         Err(e) => Err(e),
     }

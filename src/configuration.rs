@@ -117,6 +117,9 @@ pub struct OutboxSettings {
     pub give_up_after: Duration,
     /// How long a claimed item stays with the instance that claimed it.
     pub lease: Duration,
+    /// How long an item waits for the change it announces to be saved before it is dropped
+    /// (and a completion that never got saved is undone).
+    pub proof_grace: Duration,
     pub reminder_age: Duration,
     pub reminder_interval: Duration,
     /// Deliver webhooks to loopback and private addresses (off: a request could make the
@@ -223,6 +226,9 @@ pub struct SettingsArgs {
     /// Seconds a claimed item stays with its instance.
     #[arg(long, env = "OUTBOX_LEASE", default_value_t = 120, global = true)]
     pub outbox_lease: u64,
+    /// Seconds an item waits for the change it announces to be saved.
+    #[arg(long, env = "OUTBOX_PROOF_GRACE", default_value_t = 120, global = true)]
+    pub outbox_proof_grace: u64,
     /// Seconds a request may stay unconfirmed before a port_unconfirmed reminder (each period).
     #[arg(long, env = "REMINDER_AGE", default_value_t = 604_800, global = true)]
     pub reminder_age: u64,
@@ -295,6 +301,7 @@ impl SettingsArgs {
                 retry_max: Duration::from_secs(self.outbox_retry_max.max(1)),
                 give_up_after: Duration::from_secs(self.outbox_give_up.max(1)),
                 lease: Duration::from_secs(self.outbox_lease.max(1)),
+                proof_grace: Duration::from_secs(self.outbox_proof_grace.max(1)),
                 reminder_age: Duration::from_secs(self.reminder_age.max(1)),
                 reminder_interval: Duration::from_secs(self.reminder_interval.max(1)),
                 allow_private_webhooks: self.webhook_allow_private,

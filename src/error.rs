@@ -95,6 +95,8 @@ pub enum ApiError {
     Conflict,
     #[error("precondition failed")]
     PreconditionFailed,
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
     #[error("datastore unreachable")]
@@ -160,6 +162,9 @@ impl ApiError {
                 "precondition_failed",
                 msg("If-Match does not match the current revision"),
             ),
+            RequestTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", msg("the request body did not arrive in time"))
+            }
             UnsupportedMediaType(what) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", msg(what)),
             DatastoreUnreachable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "datastore_unreachable", msg("datastore timeout"))

@@ -44,6 +44,9 @@ impl Application {
                 .wrap(from_fn(crossbar))
                 .configure(routes::configure)
         })
+        // slow or silent clients: headers within 5 s, a closing client gone within 2 s
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .listen(listener)?
         .run();
         Ok(Self { port, server })

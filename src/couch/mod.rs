@@ -87,6 +87,14 @@ impl From<reqwest::Error> for StoreError {
     }
 }
 
+/// What an attachment is called and holds.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAttachment<'a> {
+    pub name: &'a str,
+    pub content_type: &'a str,
+    pub length: usize,
+}
+
 /// One row of a view answer.
 #[derive(Debug, Clone)]
 pub struct ViewRow {
@@ -316,13 +324,11 @@ impl Couch {
     /// Adds or replaces an attachment on a document at revision `rev`; returns the new rev.
     pub async fn put_attachment(
         &self,
-        db: &str,
-        id: &str,
-        rev: &str,
-        name: &str,
-        content_type: &str,
+        (db, id, rev): (&str, &str, &str),
+        file: &NewAttachment<'_>,
         body: impl Into<reqwest::Body>,
     ) -> StoreResult<String> {
+        let NewAttachment { name, content_type, length } = *file;
         let _timer = crate::metrics::CouchTimer::start("put_attachment");
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
         let mut headers = reqwest::header::HeaderMap::new();
@@ -330,6 +336,8 @@ impl Couch {
             reqwest::header::CONTENT_TYPE,
             content_type.parse().map_err(|_| StoreError::Fault("bad content type".into()))?,
         );
+        // a streamed body needs its length announced: CouchDB refuses chunked attachments
+        headers.insert(reqwest::header::CONTENT_LENGTH, length.into());
         let resp = self.request(Method::PUT, &path).query(&[("rev", rev)]).headers(headers).body(body).send().await?;
         let status = resp.status();
         if !status.is_success() {

@@ -33,22 +33,48 @@ pub fn max_size_error() -> ApiError {
     )
 }
 
-/// Reads the whole body, refusing it as soon as it is known to be too large.
-pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+/// How long a client may take between two chunks of its body (slow clients are cut off).
+pub const BODY_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads the body as the chunks it arrived in (no copy), refusing it as soon as it is known to
+/// be too large, or when the client stops sending for `BODY_CHUNK_TIMEOUT`.
+pub async fn read_chunks(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> Result<Vec<bytes::Bytes>, ApiError> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(max_size_error());
     }
-    let mut body = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
-    while let Some(chunk) = payload.next().await {
+    let mut chunks = Vec::new();
+    let mut total = 0usize;
+    loop {
+        let next =
+            tokio::time::timeout(BODY_CHUNK_TIMEOUT, payload.next()).await.map_err(|_| ApiError::RequestTimeout)?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::validation("body", "invalid", json!({ "message": format!("unreadable body: {e}") }))
         })?;
-        if body.len() + chunk.len() > limit {
+        total += chunk.len();
+        if total > limit {
             return Err(max_size_error());
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+/// The whole body in one buffer (for JSON).
+pub async fn read_body(req: &HttpRequest, payload: &mut Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let mut chunks = read_chunks(req, payload, limit).await?;
+    if chunks.len() == 1 {
+        return Ok(chunks.remove(0));
+    }
+    let mut body = bytes::BytesMut::with_capacity(chunks.iter().map(bytes::Bytes::len).sum());
+    for c in chunks {
+        body.extend_from_slice(&c);
     }
     Ok(body.freeze())
 }

@@ -159,6 +159,14 @@ impl Outbox {
         items
     }
 
+    /// Not a notification: the worker's promise to remove the number documents of a completion
+    /// whose request never got saved as completed.
+    pub fn completion_guard(&self, doc: &Value, proof: &Proof<'_>) -> Value {
+        let mut item = self.item("completion_guard", "completion_guard", doc, proof, &Facts::default());
+        item["numbers"] = json!(crate::domain::port_request::numbers(doc));
+        item
+    }
+
     /// A reminder with a fixed id, so it is queued once per period whoever queues it.
     pub fn reminder_item(&self, doc: &Value, period: i64) -> Value {
         let mut item = self.item("email", "port_unconfirmed", doc, &Proof::None, &Facts::default());

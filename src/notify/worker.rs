@@ -17,8 +17,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const BATCH: u64 = 50;
-/// How long an item may wait for the port request save it announces.
-const PROOF_GRACE_SECS: i64 = 120;
 
 pub fn spawn(state: web::Data<AppState>) {
     if !state.settings.outbox.worker {
@@ -131,6 +129,46 @@ async fn record(state: &AppState, mut item: Value, outcome: Outcome) {
     }
 }
 
+/// A completion that wrote number documents but never saved the request as completed: the
+/// number documents of this request are removed again, from the numbers databases and the
+/// owner's account database.
+async fn undo_completion(state: &AppState, item: &Value, doc: &Value) -> Result<Outcome, String> {
+    if PortState::of_doc(doc) == PortState::Completed {
+        return Ok(Outcome::Skipped("completed after all".into()));
+    }
+    let id = item["port_request_id"].as_str().unwrap_or_default();
+    let owner = item["account_id"].as_str().and_then(AccountId::from_any).ok_or("the request has no owner")?;
+    let numbers: Vec<String> = item["numbers"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let mut dbs: Vec<(String, Vec<String>)> = vec![(owner.db_name(), numbers.clone())];
+    for n in &numbers {
+        dbs.push((crate::domain::phone_number::numbers_db_name(n), vec![n.clone()]));
+    }
+    let mut removed = Vec::new();
+    for (db, ids) in dbs {
+        let ours: Vec<Value> = state
+            .couch
+            .get_many(&db, &ids)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|d| d["port_id"] == json!(id) && d["pvt_assigned_to"] == json!(owner))
+            .map(|d| json!({ "_id": d["_id"], "_rev": d["_rev"], "_deleted": true }))
+            .collect();
+        if ours.is_empty() {
+            continue;
+        }
+        for r in state.couch.bulk_save(&db, &ours).await.map_err(|e| e.to_string())? {
+            r.map_err(|e| format!("removing a number document: {e}"))?;
+        }
+        removed.extend(ours.iter().filter_map(|d| d["_id"].as_str().map(str::to_owned)));
+    }
+    tracing::warn!(port_request = id, ?removed, "removed the number documents of a completion that was never saved");
+    Ok(Outcome::Delivered(removed))
+}
+
 /// Does the port request show the event the item announces?
 fn proven(proof: &Value, doc: &Value) -> bool {
     match proof["kind"].as_str() {
@@ -153,13 +191,17 @@ async fn deliver(state: &AppState, item: &Value) -> Outcome {
         Ok(_) => return Outcome::Skipped("the port request is gone".into()),
         Err(e) => return Outcome::Failed(e.to_string()),
     };
+    let is_guard = item["channel"] == "completion_guard";
     if !proven(&item["proof"], &doc) {
         let age = now_unix() - item["created"].as_i64().unwrap_or(0);
-        return if age < PROOF_GRACE_SECS {
-            Outcome::NotYet
-        } else {
-            Outcome::Skipped("the change was never saved".into())
+        return match (age < state.settings.outbox.proof_grace.as_secs() as i64, is_guard) {
+            (true, _) => Outcome::NotYet,
+            (false, true) => undo_completion(state, item, &doc).await.unwrap_or_else(Outcome::Failed),
+            (false, false) => Outcome::Skipped("the change was never saved".into()),
         };
+    }
+    if is_guard {
+        return Outcome::Skipped("the completion was saved".into());
     }
     let result = match item["channel"].as_str() {
         Some("email") => deliver_email(state, item, &doc).await,

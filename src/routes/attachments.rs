@@ -2,7 +2,7 @@
 
 use super::port_requests::BASE;
 use super::resource;
-use crate::couch::{Couch, StoreError, dbs, encode};
+use crate::couch::{Couch, NewAttachment, StoreError, dbs, encode};
 use crate::domain::attachments::{accepted_list, accepted_type, check_name, upload_name};
 use crate::domain::loa::template_data;
 use crate::domain::port_request::{uploads, view_for};
@@ -10,7 +10,7 @@ use crate::domain::port_state::PortState;
 use crate::domain::time::now_gregorian;
 use crate::error::ApiError;
 use crate::http::envelope::Reply;
-use crate::http::request::{Authed, MAX_BODY_BYTES, max_size_error, read_body};
+use crate::http::request::{Authed, MAX_BODY_BYTES, max_size_error, read_chunks};
 use crate::loa::LoaRenderer;
 use crate::port_requests::{self as store, is_authority};
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
@@ -66,11 +66,11 @@ async fn store_attachment(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(max_size_error());
     }
+    let account = auth.account(account_id).await?;
     let raw_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let content_type = accepted_type(raw_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!("'{raw_type}' is not accepted; send one of {}", accepted_list()))
     })?;
-    let account = auth.account(account_id).await?;
     let mut doc = store::load_in_scope(&auth.state, &account, id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     let name = match name {
@@ -83,11 +83,15 @@ async fn store_attachment(
             upload_name(given, content_type, now_gregorian()).map_err(|_| bad_name(given.unwrap_or_default()))?
         }
     };
-    // read once, into one buffer that goes to CouchDB as it is
-    let body = read_body(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
+    // the chunks as they arrived go to CouchDB as they are: the file is never copied
+    let chunks = read_chunks(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
+    let length: usize = chunks.iter().map(bytes::Bytes::len).sum();
     for _ in 0..CONFLICT_RETRIES {
         let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
-        match auth.state.couch.put_attachment(dbs::PORT_REQUESTS, id, &rev, &name, content_type, body.clone()).await {
+        let stream = futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
+        let body = reqwest::Body::wrap_stream(stream);
+        let file = NewAttachment { name: &name, content_type, length };
+        match auth.state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, body).await {
             Ok(_) => {
                 let saved = store::load(&auth.state, id).await?;
                 return Ok((saved, name));

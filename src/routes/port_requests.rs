@@ -492,10 +492,23 @@ pub async fn transition(
         let (_, reply) = commit(&ctx, new_doc, is_auth, &events).await?;
         return Ok(reply);
     }
+    // the events, and a guard that undoes the number documents should the request never be
+    // saved as completed (the process dies, CouchDB goes away), are in before any number is
+    let mut events = events;
+    events.push(
+        ctx.state.outbox.completion_guard(
+            &new_doc,
+            &Proof::Transition { state: to, at, account: ctx.caller.account_id().as_str() },
+        ),
+    );
+    ctx.state.outbox.enqueue(&events).await?;
     let activation = completion::activate(&ctx.state, &new_doc).await?;
     completion::clear_numbers(&mut new_doc);
-    match commit(&ctx, new_doc, is_auth, &events).await {
-        Ok((_, reply)) => Ok(reply),
+    match commit(&ctx, new_doc, is_auth, &[]).await {
+        Ok((_, reply)) => {
+            ctx.state.outbox.wake();
+            Ok(reply)
+        }
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too
             let completed_elsewhere =
@@ -579,6 +592,7 @@ pub async fn notifications(ctx: Ctx, path: web::Path<(String, String)>) -> Resul
         .for_request(&id)
         .await?
         .into_iter()
+        .filter(|item| item["channel"] != "completion_guard")
         .map(|item| {
             let attempts = item["attempts"].as_array().cloned().unwrap_or_default();
             let last_error = attempts.iter().rev().find_map(|a| a.get("error").cloned());

@@ -35,6 +35,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         outbox_retry_max: 1,
         outbox_give_up: 600,
         outbox_lease: 30,
+        outbox_proof_grace: 3,
         reminder_age: 604_800,
         reminder_interval: 3600,
     };
