@@ -2,7 +2,7 @@
 //! that return the same data, measured in the same run against the same server. Prints
 //! markdown tables (copied into the README).
 //!
-//! Sections: `listings`, `loa`.
+//! Sections: `core`, `listings`, `loa`, `fuzz`.
 
 use kazoo_port_requests::bootstrap;
 use kazoo_port_requests::configuration::CouchSettings;
@@ -34,12 +34,17 @@ impl Drop for Service {
 }
 
 async fn start_service(couch_url: &str) -> Service {
+    start_service_with(couch_url, &[]).await
+}
+
+async fn start_service_with(couch_url: &str, extra: &[(&str, &str)]) -> Service {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env("KPR_BIN"))
         .arg("serve")
         .env("COUCHDB_URL", couch_url)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG", "warn")
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("the service starts");
@@ -420,10 +425,284 @@ async fn service_html(ctx: &Ctx, id: &str) -> String {
     handlebars::Handlebars::new().render_template(&source, &data).unwrap()
 }
 
+/// Times `f` `n` times; the median.
+async fn time_n<F, Fut>(n: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        v.push(t.elapsed());
+    }
+    median(v)
+}
+
+/// Requests per second that `wrk` reaches with 32 connections on `url`.
+fn wrk(url: &str, token: Option<&str>) -> f64 {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c32", "-d10s", "--latency"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("X-Auth-Token: {t}")]);
+    }
+    let out = cmd.arg(url).output().expect("wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let non2xx: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .map_or(0, |n| n.trim().parse().unwrap_or(0));
+    assert_eq!(non2xx, 0, "wrk saw errors:\n{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The raw CouchDB requests one port request operation makes, replayed without the service.
+struct Raw<'a> {
+    ctx: &'a Ctx,
+}
+
+impl Raw<'_> {
+    async fn post(&self, path: &str, body: &Value) {
+        let r = self.ctx.http.post(format!("{}{path}", self.ctx.couch_url)).json(body).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.bytes().await.unwrap();
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.ctx.http.get(format!("{}{path}", self.ctx.couch_url)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// A document write of the size of a port request, in a scratch database.
+    async fn put_new(&self, doc: &Value) {
+        let mut d = doc.clone();
+        d["_id"] = json!(new_doc_id());
+        if let Some(o) = d.as_object_mut() {
+            o.remove("_rev");
+        }
+        let r = self
+            .ctx
+            .http
+            .put(format!("{}/bench_scratch/{}", self.ctx.couch_url, d["_id"].as_str().unwrap()))
+            .json(&d)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    async fn outbox(&self, items: usize) {
+        let docs: Vec<Value> = (0..items)
+            .map(|_| json!({"_id": new_doc_id(), "pvt_type": "bench", "status": "x", "queue": "raw"}))
+            .collect();
+        self.post("/bench_scratch/_bulk_docs", &json!({"docs": docs})).await;
+    }
+
+    async fn number_checks(&self, number: &str) {
+        self.post(
+            "/port_requests/_design/kazoo_port_requests/_view/open_numbers",
+            &json!({"keys": [number], "reduce": false}),
+        )
+        .await;
+        let db = kazoo_port_requests::couch::encode(&format!("numbers/{}", &number[..5]));
+        let r = self
+            .ctx
+            .http
+            .post(format!("{}/{db}/_all_docs?include_docs=true", self.ctx.couch_url))
+            .json(&json!({"keys": [number]}))
+            .send()
+            .await
+            .unwrap();
+        r.bytes().await.unwrap();
+    }
+}
+
+async fn core() {
+    let ctx = Ctx::new().await;
+    ctx.http.put(format!("{}/bench_scratch", ctx.couch_url)).send().await.unwrap();
+    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
+    let master = demo.master_account_id.to_string();
+    let reseller = new_doc_id();
+    let reseller_user = ctx.account(&reseller, "Bench Reseller", std::slice::from_ref(&master), true).await.unwrap();
+    let mut wl = json!({"_id": "whitelabel", "port": {"authority": reseller}});
+    let reseller_db = kazoo_port_requests::domain::ids::AccountId::parse(&reseller).unwrap().db_name();
+    ctx.couch.save(&reseller_db, &mut wl).await.unwrap();
+    let customer = new_doc_id();
+    let customer_user =
+        ctx.account(&customer, "Bench Customer", &[master.clone(), reseller.clone()], true).await.unwrap();
+    let member = bootstrap::token(&ctx.couch, &customer, Some(&customer_user), 24 * 3600).await.unwrap();
+    let authority = bootstrap::token(&ctx.couch, &reseller, Some(&reseller_user), 24 * 3600).await.unwrap();
+    // the API alone: deliveries would compete for the same CouchDB
+    let service = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false")]).await;
+    let base = format!("{}/v2/accounts/{customer}/port_requests", service.base);
+    let raw = Raw { ctx: &ctx };
+    let number =
+        || format!("+1{}{:09}", rand::thread_rng().gen_range(2..10), rand::thread_rng().gen_range(0..1_000_000_000u64));
+    let create = |n: String| {
+        let (http, base, member) = (ctx.http.clone(), base.clone(), member.clone());
+        async move {
+            let body = json!({"data": {"name": format!("Bench {n}"), "numbers": {n: {}}, "bill": {"name": "Bench", "carrier": "Telco"}}});
+            let r: Value =
+                http.put(&base).header("X-Auth-Token", &member).json(&body).send().await.unwrap().json().await.unwrap();
+            assert_eq!(r["status"], "success", "{r}");
+            r["data"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // GET one request, next to the raw GET of the same document
+    let id = create(number()).await;
+    let one = format!("{base}/{id}");
+    let raw_one = format!("{}/port_requests/{id}", ctx.couch_url);
+    let (get_svc, get_raw) = compare(
+        || async {
+            ctx.http.get(&one).header("X-Auth-Token", &member).send().await.unwrap().bytes().await.unwrap().len()
+        },
+        || async { ctx.http.get(&raw_one).send().await.unwrap().bytes().await.unwrap().len() },
+    )
+    .await;
+    let sample_doc = raw.get(&format!("/port_requests/{id}")).await;
+
+    // create: the view read, the numbers read and the write it needs
+    const N: usize = 60;
+    let create_svc = time_n(N, || async {
+        create(number()).await;
+    })
+    .await;
+    let create_raw = time_n(N, || async {
+        raw.number_checks(&number()).await;
+        raw.put_new(&sample_doc).await;
+    })
+    .await;
+    let single_put = time_n(N, || raw.put_new(&sample_doc)).await;
+
+    // each transition on fresh requests; the raw side replays its CouchDB calls
+    let moves: [(&str, &[&str], bool, usize); 6] = [
+        ("submitted", &[], true, 3),
+        ("pending", &["submitted"], false, 1),
+        ("scheduled", &["submitted", "pending"], false, 1),
+        ("rejected", &["submitted"], false, 2),
+        ("canceled", &[], false, 2),
+        ("completed", &["submitted", "pending"], false, 2),
+    ];
+    let mut rows = Vec::new();
+    for (to, before, checks, items) in moves {
+        let mut svc = Vec::new();
+        for _ in 0..N {
+            let id = create(number()).await;
+            for st in before {
+                let tok = if *st == "submitted" { &member } else { &authority };
+                ctx.http.patch(format!("{base}/{id}/{st}")).header("X-Auth-Token", tok).send().await.unwrap();
+            }
+            let tok = if to == "submitted" || to == "canceled" { &member } else { &authority };
+            let body = if to == "scheduled" {
+                json!({"data": {"schedule_on": {"date_time": "2031-01-01 10:00", "timezone": "UTC"}}})
+            } else {
+                json!({"data": {}})
+            };
+            let t = Instant::now();
+            let r = ctx
+                .http
+                .patch(format!("{base}/{id}/{to}"))
+                .header("X-Auth-Token", tok)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{to}: {}", r.text().await.unwrap());
+            svc.push(t.elapsed());
+        }
+        let raw_time = time_n(N, || async {
+            raw.get(&format!("/port_requests/{id}")).await;
+            let n = number();
+            if checks {
+                raw.number_checks(&n).await;
+            }
+            raw.outbox(items).await;
+            if to == "completed" {
+                // numbers read, the number documents in two databases, read back for rollback info
+                let db = kazoo_port_requests::couch::encode(&format!("numbers/{}", &n[..5]));
+                ctx.http.put(format!("{}/{db}", ctx.couch_url)).send().await.unwrap();
+                raw.post(&format!("/{db}/_all_docs?include_docs=true"), &json!({"keys": [n]})).await;
+                raw.post(&format!("/{db}/_bulk_docs"), &json!({"docs": [{"_id": new_doc_id(), "pvt_type": "number"}]}))
+                    .await;
+                raw.post("/bench_scratch/_all_docs?include_docs=true", &json!({"keys": [n]})).await;
+                raw.post("/bench_scratch/_bulk_docs", &json!({"docs": [{"_id": new_doc_id(), "pvt_type": "number"}]}))
+                    .await;
+            }
+            raw.put_new(&sample_doc).await;
+        })
+        .await;
+        rows.push((to, median(svc), raw_time));
+    }
+
+    // throughput and memory under 32 connections
+    let pid = service.child.id();
+    let svc_rps = wrk(&one, Some(&member));
+    let raw_rps = wrk(&raw_one, None);
+    let rss = peak_rss_mb(pid);
+
+    println!("\n### Core operations (PouchDB Server, medians; delivery worker off)\n");
+    println!("| operation | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|");
+    println!(
+        "| GET one request | {} | {} (GET of the document) | {:.2} | ≤ 1.1 |",
+        ms(get_svc),
+        ms(get_raw),
+        get_svc.as_secs_f64() / get_raw.as_secs_f64()
+    );
+    let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "| create | {} | {} (the view read, numbers read and write it needs) | {:.2} | ≤ 2 |",
+        ms(create_svc),
+        ms(create_raw),
+        r(create_svc, create_raw)
+    );
+    println!(
+        "| create | {} | {} (one document PUT) | {:.2} | ≤ 3 |",
+        ms(create_svc),
+        ms(single_put),
+        r(create_svc, single_put)
+    );
+    for (to, svc, raw_t) in &rows {
+        println!(
+            "| move to {to} | {} | {} (its reads and writes) | {:.2} | ≤ 2 |",
+            ms(*svc),
+            ms(*raw_t),
+            r(*svc, *raw_t)
+        );
+        println!(
+            "| move to {to} | {} | {} (one document PUT) | {:.2} | ≤ 3 |",
+            ms(*svc),
+            ms(single_put),
+            r(*svc, single_put)
+        );
+    }
+    println!(
+        "\n| load (wrk, 32 connections, 10 s, GET one request) | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|"
+    );
+    println!("| throughput | {svc_rps:.0} req/s | {raw_rps:.0} req/s | {:.2} | ≥ 0.8 |", svc_rps / raw_rps);
+    println!("| peak resident memory of the service | {rss:.1} MB | | | ≤ 64 MB |");
+    drop(service);
+}
+
 #[tokio::main]
 async fn main() {
     let sections: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let all = sections.is_empty();
+    if all || sections.iter().any(|s| s == "core") {
+        core().await;
+    }
     if all || sections.iter().any(|s| s == "listings") {
         listings().await;
     }

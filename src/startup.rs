@@ -36,6 +36,7 @@ impl Application {
         let info = web::Data::new(EnvelopeInfo::new(&settings.node_name));
         let state = web::Data::new(AppState::new(settings, couch)?);
         crate::notify::spawn(state.clone());
+        state.docs.spawn_follower(state.couch.clone());
 
         let server = HttpServer::new(move || {
             App::new()

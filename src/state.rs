@@ -18,6 +18,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// For webhooks and the carrier push.
     pub http: reqwest::Client,
+    /// Port request documents, kept current by the changes feed.
+    pub docs: crate::port_requests::cache::DocCache,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http })
+        let docs = crate::port_requests::cache::DocCache::new(20_000);
+        Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http, docs })
     }
 }

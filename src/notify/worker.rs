@@ -63,7 +63,10 @@ enum Outcome {
 
 async fn process(state: &AppState, instance: &str, mut item: Value) {
     let now = now_unix();
-    if item.get("lease_until").and_then(Value::as_i64).is_some_and(|until| until > now) {
+    // The view row may be older than the document include_docs returned: another instance may
+    // have delivered the item in between, so the document itself must still say it is due.
+    let due = item["status"] == "pending" && item["next_attempt_at"].as_i64().is_none_or(|at| at <= now);
+    if !due || item.get("lease_until").and_then(Value::as_i64).is_some_and(|until| until > now) {
         return;
     }
     item["lease_until"] = json!(now + state.settings.outbox.lease.as_secs() as i64);

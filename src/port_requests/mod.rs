@@ -2,6 +2,7 @@
 //! port authority walk, and completion (number documents). Handlers in `routes` decide;
 //! these functions read and write.
 
+pub mod cache;
 pub mod completion;
 pub mod numbers;
 
@@ -16,13 +17,28 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use serde_json::Value;
 
-/// Loads a live port request; anything else (missing, deleted, another type) is a 404.
+/// Loads a live port request (from the cache when it has it); anything else (missing,
+/// deleted, another type) is a 404.
 pub async fn load(state: &AppState, id: &str) -> Result<Value, ApiError> {
-    let not_found = || ApiError::BadIdentifier(Some(id.to_owned()));
-    if !crate::domain::ids::is_doc_id(id) {
-        return Err(not_found());
+    match state.docs.get(id) {
+        Some(cached) if crate::domain::ids::is_doc_id(id) => checked(Value::clone(&cached), id),
+        _ => load_fresh(state, id).await,
     }
-    let doc = state.couch.get(dbs::PORT_REQUESTS, id).await?.ok_or_else(not_found)?;
+}
+
+/// Loads a port request from CouchDB itself (after a write that did not go through `save`).
+pub async fn load_fresh(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    if !crate::domain::ids::is_doc_id(id) {
+        return Err(ApiError::BadIdentifier(Some(id.to_owned())));
+    }
+    let doc =
+        state.couch.get(dbs::PORT_REQUESTS, id).await?.ok_or_else(|| ApiError::BadIdentifier(Some(id.to_owned())))?;
+    state.docs.offer(&doc);
+    checked(doc, id)
+}
+
+fn checked(doc: Value, id: &str) -> Result<Value, ApiError> {
+    let not_found = || ApiError::BadIdentifier(Some(id.to_owned()));
     let is_port_request = doc.get("pvt_type").is_none_or(|t| t == "port_request");
     let deleted = doc.get("pvt_deleted").and_then(Value::as_bool) == Some(true);
     if !is_port_request || deleted {
@@ -41,7 +57,15 @@ pub fn in_scope(doc: &Value, account: &AccountId) -> bool {
 /// Loads a request reachable from the account in the path (its own or a descendant's);
 /// a request elsewhere is as unknown as a missing one.
 pub async fn load_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Value, ApiError> {
-    let doc = load(state, id).await?;
+    scoped(load(state, id).await?, account, id)
+}
+
+/// `load_in_scope`, from CouchDB itself.
+pub async fn load_fresh_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Value, ApiError> {
+    scoped(load_fresh(state, id).await?, account, id)
+}
+
+fn scoped(doc: Value, account: &Account, id: &str) -> Result<Value, ApiError> {
     if !in_scope(&doc, &account.id) {
         return Err(ApiError::BadIdentifier(Some(id.to_owned())));
     }
@@ -50,10 +74,13 @@ pub async fn load_in_scope(state: &AppState, account: &Account, id: &str) -> Res
 
 /// Saves with the revision the document carries: a concurrent change is a 409.
 pub async fn save(state: &AppState, doc: &mut Value) -> Result<String, ApiError> {
-    state.couch.save(dbs::PORT_REQUESTS, doc).await.map_err(|e| match e {
+    let rev = state.couch.save(dbs::PORT_REQUESTS, doc).await.map_err(|e| match e {
         StoreError::Conflict => ApiError::Conflict,
         other => other.into(),
-    })
+    })?;
+    // read your own writes, before the feed brings them
+    state.docs.offer(doc);
+    Ok(rev)
 }
 
 /// `If-Match` against the stored revision: a stale one is a 412.

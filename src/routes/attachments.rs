@@ -71,7 +71,7 @@ async fn store_attachment(
     let content_type = accepted_type(raw_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!("'{raw_type}' is not accepted; send one of {}", accepted_list()))
     })?;
-    let mut doc = store::load_in_scope(&auth.state, &account, id).await?;
+    let mut doc = store::load_fresh_in_scope(&auth.state, &account, id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     let name = match name {
         Some(n) => {
@@ -93,11 +93,11 @@ async fn store_attachment(
         let file = NewAttachment { name: &name, content_type, length };
         match auth.state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, body).await {
             Ok(_) => {
-                let saved = store::load(&auth.state, id).await?;
+                let saved = store::load_fresh(&auth.state, id).await?;
                 return Ok((saved, name));
             }
             Err(StoreError::Conflict) if auth.if_match.is_none() => {
-                doc = store::load_in_scope(&auth.state, &account, id).await?;
+                doc = store::load_fresh_in_scope(&auth.state, &account, id).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -190,7 +190,7 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
     let (account_id, id, name) = path.into_inner();
     check_name(&name).map_err(|_| bad_name(&name))?;
     let account = auth.account(&account_id).await?;
-    let mut doc = store::load_in_scope(&auth.state, &account, &id).await?;
+    let mut doc = store::load_fresh_in_scope(&auth.state, &account, &id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     for _ in 0..CONFLICT_RETRIES {
         if !PortState::of_doc(&doc).is_deletable() {
@@ -210,8 +210,11 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
             .await
             .map_err(StoreError::from)?;
         match resp.status().as_u16() {
-            200..=299 | 404 => break,
-            409 if auth.if_match.is_none() => doc = store::load_in_scope(&auth.state, &account, &id).await?,
+            200..=299 | 404 => {
+                store::load_fresh(&auth.state, &id).await?;
+                break;
+            }
+            409 if auth.if_match.is_none() => doc = store::load_fresh_in_scope(&auth.state, &account, &id).await?,
             409 => return Err(ApiError::Conflict),
             _ => return Err(ApiError::DatastoreFault),
         }

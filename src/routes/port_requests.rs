@@ -47,10 +47,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource(format!("{BASE}/{{id}}/{{state}}")).to(transition));
 }
 
-/// The account in the path and one of its (or its descendants') requests.
+/// The account in the path and one of its (or its descendants') requests, to read: it may
+/// come from the cache.
 async fn target(ctx: &Ctx, account_id: &str, id: &str) -> Result<(Arc<Account>, Value), ApiError> {
     let account = ctx.account(account_id).await?;
     let doc = store::load_in_scope(&ctx.state, &account, id).await?;
+    Ok((account, doc))
+}
+
+/// `target`, to change: read from CouchDB itself, so an edit starts from the latest revision
+/// even when another instance wrote it a moment ago.
+async fn target_to_change(ctx: &Ctx, account_id: &str, id: &str) -> Result<(Arc<Account>, Value), ApiError> {
+    let account = ctx.account(account_id).await?;
+    let doc = store::load_fresh_in_scope(&ctx.state, &account, id).await?;
     Ok((account, doc))
 }
 
@@ -348,7 +357,7 @@ pub async fn read(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, 
 /// (superduper admins excepted).
 pub async fn update(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let current = PortState::of_doc(&doc);
     if !current.is_editable() && !ctx.caller.is_superduper_admin() {
@@ -374,7 +383,7 @@ fn patched_public(doc: &Value, data: &Value) -> Map<String, Value> {
 /// `PATCH /{id}`: deep merge; changing the numbers follows the same rules as POST.
 pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let is_auth = is_authority(&ctx.caller, &doc);
     let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
@@ -449,7 +458,7 @@ pub async fn transition(
         return Err(ApiError::InvalidMethod);
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
-    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let from = PortState::of_doc(&doc);
     let is_auth = is_authority(&ctx.caller, &doc);
@@ -512,7 +521,7 @@ pub async fn transition(
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too
             let completed_elsewhere =
-                store::load(&ctx.state, &id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
+                store::load_fresh(&ctx.state, &id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
             if !completed_elsewhere {
                 completion::rollback(&ctx.state, activation).await;
             }
@@ -555,7 +564,7 @@ async fn transition_events(
 /// `DELETE /{id}`: soft delete, only while unconfirmed, rejected or canceled.
 pub async fn delete(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     if !PortState::of_doc(&doc).is_deletable() {
         return Err(ApiError::InvalidMethod);
@@ -625,7 +634,7 @@ pub async fn comments_list(ctx: Ctx, path: web::Path<(String, String)>) -> Resul
 /// `PUT /{id}/comments`: appends the comments of the body.
 pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target(&ctx, &account_id, &id).await?;
+    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let requested = match data_object(&ctx)?.get("comments") {
         Some(Value::Array(list)) if !list.is_empty() => list.clone(),
