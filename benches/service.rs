@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/fuzz.rs"]
+mod fuzz;
+
 const SAMPLES: usize = 200;
 const WARMUP: usize = 20;
 
@@ -572,6 +575,25 @@ async fn core() {
         || async { ctx.http.get(&raw_one).send().await.unwrap().bytes().await.unwrap().len() },
     )
     .await;
+    // the same with the document cache off: every GET reads CouchDB
+    let uncached = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false"), ("DOC_CACHE", "0")]).await;
+    let one_uncached = format!("{}/v2/accounts/{customer}/port_requests/{id}", uncached.base);
+    let (get_uncached, get_raw2) = compare(
+        || async {
+            ctx.http
+                .get(&one_uncached)
+                .header("X-Auth-Token", &member)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .len()
+        },
+        || async { ctx.http.get(&raw_one).send().await.unwrap().bytes().await.unwrap().len() },
+    )
+    .await;
     let sample_doc = raw.get(&format!("/port_requests/{id}")).await;
 
     // create: the view read, the numbers read and the write it needs
@@ -652,6 +674,9 @@ async fn core() {
     let svc_rps = wrk(&one, Some(&member));
     let raw_rps = wrk(&raw_one, None);
     let rss = peak_rss_mb(pid);
+    let uncached_rps = wrk(&one_uncached, Some(&member));
+    let raw_rps2 = wrk(&raw_one, None);
+    let uncached_rss = peak_rss_mb(uncached.child.id());
 
     println!("\n### Core operations (PouchDB Server, medians; delivery worker off)\n");
     println!("| operation | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|");
@@ -660,6 +685,12 @@ async fn core() {
         ms(get_svc),
         ms(get_raw),
         get_svc.as_secs_f64() / get_raw.as_secs_f64()
+    );
+    println!(
+        "| GET one request, `DOC_CACHE=0` | {} | {} (GET of the document) | {:.2} | ≤ 1.1 |",
+        ms(get_uncached),
+        ms(get_raw2),
+        get_uncached.as_secs_f64() / get_raw2.as_secs_f64()
     );
     let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
@@ -693,7 +724,96 @@ async fn core() {
     );
     println!("| throughput | {svc_rps:.0} req/s | {raw_rps:.0} req/s | {:.2} | ≥ 0.8 |", svc_rps / raw_rps);
     println!("| peak resident memory of the service | {rss:.1} MB | | | ≤ 64 MB |");
+    println!(
+        "| throughput, `DOC_CACHE=0` | {uncached_rps:.0} req/s | {raw_rps2:.0} req/s | {:.2} | ≥ 0.8 |",
+        uncached_rps / raw_rps2
+    );
+    println!("| peak resident memory, `DOC_CACHE=0` | {uncached_rss:.1} MB | | | ≤ 64 MB |");
     drop(service);
+    drop(uncached);
+}
+
+/// At least 100,000 random, mostly hostile requests over the whole API (`FUZZ_REQUESTS`
+/// changes the count): no 5xx, every error in the envelope, the stored request untouched by
+/// what was refused, and the process still healthy and small.
+async fn fuzz_run() {
+    use rand::SeedableRng;
+    use std::collections::BTreeMap;
+    let ctx = Ctx::new().await;
+    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
+    let master = demo.master_account_id.to_string();
+    let account = new_doc_id();
+    let user = ctx.account(&account, "Fuzz Customer", std::slice::from_ref(&master), true).await.unwrap();
+    let token = bootstrap::token(&ctx.couch, &account, Some(&user), 24 * 3600).await.unwrap();
+    let service = start_service(&ctx.couch_url).await;
+    let body = json!({"data": {"name": "Fuzz target", "numbers": {"+14155550100": {}}}});
+    let created: Value = ctx
+        .http
+        .put(format!("{}/v2/accounts/{account}/port_requests", service.base))
+        .header("X-Auth-Token", &token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let target = fuzz::Target { account: account.clone(), port_request: id.clone(), token };
+    let runs: usize = std::env::var("FUZZ_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut failures: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut done = 0;
+    while done < runs {
+        let batch: Vec<fuzz::FuzzRequest> =
+            (0..(runs - done).min(64)).map(|_| fuzz::request(&mut rng, &target)).collect();
+        done += batch.len();
+        let calls = batch.iter().map(|r| {
+            let mut req =
+                ctx.http.request(r.method.clone(), format!("{}{}", service.base, r.path)).body(r.body.clone());
+            for (k, v) in &r.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            async move {
+                let resp = req.send().await.map_err(|e| format!("{} {}: {e}", r.method, r.path))?;
+                let status = resp.status().as_u16();
+                let ct =
+                    resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                fuzz::check(status, &ct, &body).map(|_| status).map_err(|e| format!("{} {}: {e}", r.method, r.path))
+            }
+        });
+        for result in futures_util::future::join_all(calls).await {
+            match result {
+                Ok(status) => *statuses.entry(status).or_default() += 1,
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let healthy = reqwest::get(format!("{}/healthz", service.base)).await.is_ok_and(|r| r.status().is_success());
+    let stored: Value =
+        ctx.http.get(format!("{}/port_requests/{id}", ctx.couch_url)).send().await.unwrap().json().await.unwrap();
+    let rss = peak_rss_mb(service.child.id());
+    println!("\n### Fuzz (`scripts/bench.sh fuzz`)\n");
+    println!("| measure | result |\n|---|---|");
+    println!(
+        "| requests | {done} in {:.0} s ({:.0} req/s, 64 at a time) |",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+    let by_status: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    println!("| answers by status | {} |", by_status.join(", "));
+    println!("| 5xx, errors outside the envelope, broken connections | {} |", failures.len());
+    println!("| target request still readable, revision | {} |", stored["_rev"]);
+    println!("| healthy afterwards | {healthy} |");
+    println!("| peak resident memory of the service | {rss:.1} MB |");
+    for f in failures.iter().take(10) {
+        println!("failure: {f}");
+    }
+    assert!(failures.is_empty() && healthy, "the fuzz run found problems");
 }
 
 #[tokio::main]
@@ -708,5 +828,8 @@ async fn main() {
     }
     if all || sections.iter().any(|s| s == "loa") {
         loa().await;
+    }
+    if all || sections.iter().any(|s| s == "fuzz") {
+        fuzz_run().await;
     }
 }

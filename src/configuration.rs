@@ -144,6 +144,8 @@ pub struct Settings {
     pub node_name: String,
     /// How long account docs, keys and secrets are cached.
     pub cache_ttl: Duration,
+    /// Port request documents kept in memory, current through the changes feed (0: off).
+    pub doc_cache: u64,
     /// Overrides `system_config/number_manager`'s
     /// `allow_port_transition_from_submitted_to_scheduled` when set.
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -193,6 +195,10 @@ pub struct SettingsArgs {
     /// Seconds account documents, signing keys and secrets stay cached.
     #[arg(long, env = "CACHE_TTL", default_value_t = 10, global = true)]
     pub cache_ttl: u64,
+    /// Port request documents kept in memory for reads, kept current by CouchDB's changes feed;
+    /// 0 turns the cache (and the feed) off.
+    #[arg(long, env = "DOC_CACHE", default_value_t = 20_000, global = true)]
+    pub doc_cache: u64,
     /// Allow submitted -> scheduled (default: system_config number_manager, else false).
     #[arg(long, env = "ALLOW_SUBMITTED_TO_SCHEDULED", global = true)]
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -285,6 +291,7 @@ impl SettingsArgs {
             log_json,
             node_name: self.node_name.unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),
             cache_ttl: Duration::from_secs(self.cache_ttl),
+            doc_cache: self.doc_cache,
             allow_submitted_to_scheduled: self.allow_submitted_to_scheduled,
             port_activation_charge: match self.port_activation_charge {
                 Some(c) if !c.is_finite() || c < 0.0 => {

@@ -38,7 +38,7 @@ impl AppState {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let docs = crate::port_requests::cache::DocCache::new(20_000);
+        let docs = crate::port_requests::cache::DocCache::new(settings.doc_cache);
         Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http, docs })
     }
 }

@@ -31,9 +31,10 @@ pub async fn assigned_numbers(state: &AppState, e164s: &[String]) -> Result<BTre
     for n in e164s {
         by_db.entry(numbers_db_name(n)).or_default().push(n.clone());
     }
+    let reads = by_db.iter().map(|(db, ids)| state.couch.get_many(db, ids));
     let mut found = BTreeMap::new();
-    for (db, ids) in by_db {
-        for doc in state.couch.get_many(&db, &ids).await? {
+    for docs in futures_util::future::try_join_all(reads).await? {
+        for doc in docs {
             let assigned = doc.get("pvt_assigned_to").and_then(Value::as_str).is_some_and(|a| !a.is_empty());
             if let (true, Some(id)) = (assigned, doc.get("_id").and_then(Value::as_str)) {
                 found.insert(id.to_owned(), doc.clone());
@@ -55,7 +56,14 @@ pub async fn check(
         return Ok(errors);
     }
     let query = ViewQuery { keys: candidates.iter().map(|c| json!(c.e164)).collect(), ..ViewQuery::default() };
-    let rows = state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query).await?;
+    let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
+    // both reads at once: the numbers databases are asked about every candidate, and their
+    // answer is used only for the numbers no other request holds
+    let (rows, assigned) = futures_util::future::try_join(
+        async { Ok(state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query).await?) },
+        assigned_numbers(state, &all),
+    )
+    .await?;
 
     let mut free = Vec::new();
     for c in candidates {
@@ -76,8 +84,6 @@ pub async fn check(
         }
     }
 
-    let e164s: Vec<String> = free.iter().map(|c| c.e164.clone()).collect();
-    let assigned = assigned_numbers(state, &e164s).await?;
     for c in free {
         if assigned.contains_key(&c.e164) {
             error(&mut errors, &c.raw, EXISTS.to_owned());

@@ -337,3 +337,36 @@ async fn concurrent_writers_lose_nothing() {
     let transitions = doc["pvt_transitions"].as_array().unwrap();
     assert_eq!(transitions.iter().filter(|t| t["transition"]["new"] == "submitted").count(), submits);
 }
+
+/// Another instance (or Kazoo itself) writing the same request: reads catch up through the
+/// changes feed, and an edit right after never fails on a revision only the cache knew.
+#[tokio::test]
+async fn writes_made_elsewhere_are_seen() {
+    let app: TestApp = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = ports.get(&member, &id).await; // now cached
+    assert_eq!(status, 200);
+    let mut doc = app.sys.couch.get("port_requests", &id).await.unwrap();
+    doc["name"] = json!("renamed elsewhere");
+    app.sys.couch.put("port_requests", &doc).await;
+    // an edit at once starts from CouchDB's revision, not the cached one
+    let (status, body) =
+        app.call(Method::PATCH, &ports.path(&format!("/{id}")), &member, Some(json!({"data": {"extra": 1}}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["name"], "renamed elsewhere");
+    doc = app.sys.couch.get("port_requests", &id).await.unwrap();
+    doc["name"] = json!("renamed again");
+    app.sys.couch.put("port_requests", &doc).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = ports.get(&member, &id).await;
+        if body["data"]["name"] == "renamed again" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read never caught up: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

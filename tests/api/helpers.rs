@@ -23,6 +23,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         log_format: "text".into(),
         node_name: Some("kpr-test@localhost".into()),
         cache_ttl: 10,
+        doc_cache: 20_000,
         allow_submitted_to_scheduled: None,
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),
