@@ -770,21 +770,7 @@ async fn fuzz_run() {
         let batch: Vec<fuzz::FuzzRequest> =
             (0..(runs - done).min(64)).map(|_| fuzz::request(&mut rng, &target)).collect();
         done += batch.len();
-        let calls = batch.iter().map(|r| {
-            let mut req =
-                ctx.http.request(r.method.clone(), format!("{}{}", service.base, r.path)).body(r.body.clone());
-            for (k, v) in &r.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            async move {
-                let resp = req.send().await.map_err(|e| format!("{} {}: {e}", r.method, r.path))?;
-                let status = resp.status().as_u16();
-                let ct =
-                    resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                fuzz::check(status, &ct, &body).map(|_| status).map_err(|e| format!("{} {}: {e}", r.method, r.path))
-            }
-        });
+        let calls = batch.iter().map(|r| fuzz::send(&ctx.http, &service.base, r));
         for result in futures_util::future::join_all(calls).await {
             match result {
                 Ok(status) => *statuses.entry(status).or_default() += 1,

@@ -184,6 +184,20 @@ pub fn request<R: Rng>(rng: &mut R, t: &Target) -> FuzzRequest {
     FuzzRequest { method: methods.choose(rng).unwrap().clone(), path, headers, body: body(rng) }
 }
 
+/// Sends `r` to the service at `base` and checks the answer; the status when it passes.
+pub async fn send(http: &reqwest::Client, base: &str, r: &FuzzRequest) -> Result<u16, String> {
+    let mut req = http.request(r.method.clone(), format!("{base}{}", r.path)).body(r.body.clone());
+    for (k, v) in &r.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let failed = |e: String| format!("{} {}: {e}", r.method, r.path);
+    let resp = req.send().await.map_err(|e| failed(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+    check(status, &ct, &body).map(|_| status).map_err(failed)
+}
+
 /// What a response must be: never a 5xx (503 only if CouchDB failed), errors in the envelope.
 pub fn check(status: u16, content_type: &str, body: &[u8]) -> Result<(), String> {
     if status >= 500 {

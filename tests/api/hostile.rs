@@ -84,20 +84,7 @@ async fn a_short_fuzz_run_finds_no_server_error() {
     let requests: Vec<fuzz::FuzzRequest> = (0..runs).map(|_| fuzz::request(&mut rng, &target)).collect();
     let mut failures = Vec::new();
     for chunk in requests.chunks(8) {
-        let calls = chunk.iter().map(|r| {
-            let mut req = app.http.request(r.method.clone(), app.url(&r.path)).body(r.body.clone());
-            for (k, v) in &r.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            async move {
-                let resp = req.send().await.map_err(|e| format!("{} {}: {e}", r.method, r.path))?;
-                let status = resp.status().as_u16();
-                let ct =
-                    resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                fuzz::check(status, &ct, &body).map_err(|e| format!("{} {}: {e}", r.method, r.path))
-            }
-        });
+        let calls = chunk.iter().map(|r| fuzz::send(&app.http, &app.address, r));
         for result in futures_util::future::join_all(calls).await {
             if let Err(e) = result {
                 failures.push(e);
