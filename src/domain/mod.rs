@@ -2,6 +2,7 @@
 
 pub mod attachments;
 pub mod authority;
+pub mod claims;
 pub mod comments;
 pub mod fone;
 pub mod ids;

@@ -2,8 +2,10 @@
 //! assigned to an account in the numbers databases. Every number is checked and each error is
 //! reported under the number as the client wrote it, with Kazoo's messages.
 
-use crate::couch::{ViewQuery, dbs, design};
+use crate::couch::{StoreError, ViewQuery, dbs, design};
+use crate::domain::claims;
 use crate::domain::phone_number::numbers_db_name;
+use crate::domain::time::now_unix;
 use crate::error::{ApiError, ValidationErrors, dotted_path};
 use crate::state::AppState;
 use serde_json::{Value, json};
@@ -44,11 +46,13 @@ pub async fn assigned_numbers(state: &AppState, e164s: &[String]) -> Result<BTre
     Ok(found)
 }
 
-/// Checks every candidate for `account_id`'s request `port_id` (None when creating).
+/// Checks every candidate for `account_id`'s request `port_id` (a new id when creating) and
+/// claims the free ones for it, so that a request racing for the same number loses. When any
+/// number is refused, the claims taken here are given back.
 pub async fn check(
     state: &AppState,
     account_id: &str,
-    port_id: Option<&str>,
+    port_id: &str,
     candidates: &[Candidate],
 ) -> Result<ValidationErrors, ApiError> {
     let mut errors = ValidationErrors::new();
@@ -57,28 +61,37 @@ pub async fn check(
     }
     let query = ViewQuery { keys: candidates.iter().map(|c| json!(c.e164)).collect(), ..ViewQuery::default() };
     let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
-    // both reads at once: the numbers databases are asked about every candidate, and their
-    // answer is used only for the numbers no other request holds
-    let (rows, assigned) = futures_util::future::try_join(
-        async { Ok(state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query).await?) },
+    // the reads and the claims at once: the numbers databases are asked about every
+    // candidate, and their answer, like the claims', counts only where no request in the view
+    // holds the number
+    let (rows, assigned, claims) = futures_util::future::join3(
+        state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query),
         assigned_numbers(state, &all),
+        claim(state, account_id, port_id, &all),
     )
-    .await?;
+    .await;
+    let claims = claims?;
+    let (rows, assigned) = match (rows, assigned) {
+        (Ok(rows), Ok(assigned)) => (rows, assigned),
+        (Err(e), _) => {
+            release(state, claims.taken).await;
+            return Err(e.into());
+        }
+        (_, Err(e)) => {
+            release(state, claims.taken).await;
+            return Err(e);
+        }
+    };
 
     let mut free = Vec::new();
     for c in candidates {
         let others: Vec<_> =
-            rows.iter().filter(|r| r.key.as_str() == Some(&c.e164) && r.id.as_deref() != port_id).collect();
+            rows.iter().filter(|r| r.key.as_str() == Some(&c.e164) && r.id.as_deref() != Some(port_id)).collect();
         match others.as_slice() {
             [] => free.push(c),
             [one] => {
                 let same_account = one.value.get("account_id").and_then(Value::as_str) == Some(account_id);
-                let message = if same_account {
-                    format!("{ON_A_REQUEST}{}", one.id.as_deref().unwrap_or_default())
-                } else {
-                    OTHER_ACCOUNT.to_owned()
-                };
-                error(&mut errors, &c.raw, message);
+                error(&mut errors, &c.raw, held_message(same_account, one.id.as_deref().unwrap_or_default()));
             }
             _ => error(&mut errors, &c.raw, MULTIPLE.to_owned()),
         }
@@ -87,7 +100,119 @@ pub async fn check(
     for c in free {
         if assigned.contains_key(&c.e164) {
             error(&mut errors, &c.raw, EXISTS.to_owned());
+        } else if let Some((request, account)) = claims.held.get(&c.e164) {
+            error(&mut errors, &c.raw, held_message(account == account_id, request));
         }
     }
+    if !errors.is_empty() {
+        release(state, claims.taken).await;
+    }
     Ok(errors)
+}
+
+fn held_message(same_account: bool, request: &str) -> String {
+    if same_account { format!("{ON_A_REQUEST}{request}") } else { OTHER_ACCOUNT.to_owned() }
+}
+
+/// What claiming found: the claims this request took now (id, revision), and the numbers
+/// another request holds (its id and account).
+#[derive(Default)]
+struct Claimed {
+    taken: Vec<(String, String)>,
+    held: BTreeMap<String, (String, String)>,
+}
+
+/// Claims `e164s` for `port_id`: new claims are created, stale ones taken over with their
+/// revision; a claim lost to a concurrent writer is looked at again (three rounds at most).
+async fn claim(state: &AppState, account_id: &str, port_id: &str, e164s: &[String]) -> Result<Claimed, StoreError> {
+    let mut out = Claimed::default();
+    let now = now_unix();
+    let mut docs: Vec<Value> = e164s.iter().map(|n| claims::claim_doc(n, port_id, account_id, now)).collect();
+    for round in 0..3 {
+        if docs.is_empty() {
+            break;
+        }
+        let results = match state.couch.bulk_save(dbs::SERVICE, &docs).await {
+            Ok(r) => r,
+            Err(e) => {
+                release(state, std::mem::take(&mut out.taken)).await;
+                return Err(e);
+            }
+        };
+        let mut contested = Vec::new();
+        for (doc, result) in docs.iter().zip(results) {
+            let (id, number) = (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
+            match result {
+                Ok(rev) => out.taken.push((id.to_owned(), rev)),
+                Err(StoreError::Conflict) => contested.push(number.to_owned()),
+                Err(e) => {
+                    release(state, std::mem::take(&mut out.taken)).await;
+                    return Err(e);
+                }
+            }
+        }
+        docs = Vec::new();
+        if contested.is_empty() {
+            break;
+        }
+        let ids: Vec<String> = contested.iter().map(|n| claims::claim_id(n)).collect();
+        let current = state.couch.get_many(dbs::SERVICE, &ids).await?;
+        let holder_ids: Vec<String> = current
+            .iter()
+            .filter_map(|c| c["port_request_id"].as_str())
+            .filter(|id| *id != port_id)
+            .map(str::to_owned)
+            .collect();
+        let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
+        for number in contested {
+            let Some(existing) = current.iter().find(|c| c["number"] == number.as_str()) else {
+                // given back meanwhile: claim it afresh
+                docs.push(claims::claim_doc(&number, port_id, account_id, now));
+                continue;
+            };
+            let holder = holders.iter().find(|h| h["_id"] == existing["port_request_id"]);
+            match claims::judge(existing, holder, &number, port_id, now) {
+                claims::Verdict::Ours => {}
+                claims::Verdict::Held { port_request_id, account_id } => {
+                    out.held.insert(number, (port_request_id, account_id));
+                }
+                claims::Verdict::Stale if round < 2 => {
+                    let mut doc = claims::claim_doc(&number, port_id, account_id, now);
+                    doc["_rev"] = existing["_rev"].clone();
+                    docs.push(doc);
+                }
+                claims::Verdict::Stale => {
+                    // three writers in a row beat us to it: someone else is on it right now
+                    let by = existing["port_request_id"].as_str().unwrap_or_default().to_owned();
+                    out.held.insert(number, (by, existing["account_id"].as_str().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Gives claims back (best effort: one left behind is stale once its request is seen not to
+/// hold the number, or after `claims::IN_FLIGHT_SECS` if the request was never saved).
+async fn release(state: &AppState, taken: Vec<(String, String)>) {
+    if taken.is_empty() {
+        return;
+    }
+    let docs: Vec<Value> =
+        taken.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
+    if let Err(e) = state.couch.bulk_save(dbs::SERVICE, &docs).await {
+        tracing::warn!(error = %e, "cannot give number claims back");
+    }
+}
+
+/// Gives back the claims `port_id` holds on `e164s` (a creation that was not saved).
+pub async fn release_claims(state: &AppState, port_id: &str, e164s: &[String]) {
+    let ids: Vec<String> = e164s.iter().map(|n| claims::claim_id(n)).collect();
+    let Ok(current) = state.couch.get_many(dbs::SERVICE, &ids).await else { return };
+    let ours = current
+        .iter()
+        .filter(|c| c["port_request_id"] == port_id)
+        .filter_map(|c| Some((c["_id"].as_str()?.to_owned(), c["_rev"].as_str()?.to_owned())))
+        .collect();
+    release(state, ours).await;
 }

@@ -4,7 +4,7 @@
 use super::{listings, resource};
 use crate::directory::Account;
 use crate::domain::comments;
-use crate::domain::ids::{is_doc_id, new_doc_id};
+use crate::domain::ids::{AccountId, is_doc_id, new_doc_id};
 use crate::domain::phone_number::to_e164;
 use crate::domain::port_request::{
     self as pr, client_fields, normalize_numbers, public_fields, record_transition, transition_entry, view_for,
@@ -210,7 +210,7 @@ fn not_updatable(state: PortState) -> ApiError {
 
 async fn check_numbers(ctx: &Ctx, doc: &Value, candidates: &[Candidate]) -> Result<(), ApiError> {
     let owner = doc.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
-    let id = doc.get("_id").and_then(Value::as_str);
+    let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
     numbers::check(&ctx.state, owner, id, candidates).await?.into_result()
 }
 
@@ -298,7 +298,29 @@ pub async fn create_request(
     if !all_comments.is_empty() {
         public.insert("comments".into(), Value::Array(all_comments));
     }
-    numbers::check(state, account.id.as_str(), None, &candidates).await?.into_result()?;
+    numbers::check(state, account.id.as_str(), &id, &candidates).await?.into_result()?;
+    let claimed: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
+    match build_and_commit(ctx, account, public, id.clone(), submit, authority, is_auth).await {
+        Ok(doc) => Ok((doc, is_auth)),
+        Err(e) => {
+            // nothing was saved: the numbers are free again at once
+            numbers::release_claims(state, &id, &claimed).await;
+            Err(e)
+        }
+    }
+}
+
+/// The new document of `create_request`, its events, and the write.
+async fn build_and_commit(
+    ctx: &Ctx,
+    account: &Account,
+    public: Map<String, Value>,
+    id: String,
+    submit: Option<&str>,
+    authority: AccountId,
+    is_auth: bool,
+) -> Result<Value, ApiError> {
+    let state = &ctx.state;
 
     let actor = store::actor(state, &ctx.caller).await?;
     let mut doc = Value::Object(public);
@@ -338,7 +360,7 @@ pub async fn create_request(
     }
     prepare(ctx, &mut doc).await?;
     let (doc, _) = commit(ctx, doc, is_auth, &events).await?;
-    Ok((doc, is_auth))
+    Ok(doc)
 }
 
 /// `GET /v2/accounts/{A}/port_requests/{id}` — also the per-state and `last_submitted`

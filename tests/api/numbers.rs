@@ -105,3 +105,34 @@ async fn edits_and_submissions_are_checked_too() {
         "Number exists on the system already"
     );
 }
+
+/// Requests racing for one number: exactly one wins, every other gets the number's error;
+/// a refused request gives its other numbers back at once.
+#[tokio::test]
+async fn simultaneous_requests_for_one_number_have_one_winner() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let (contested, spare) = (random_number(), random_number());
+    let path = ports.path("");
+    let calls = (0..8).map(|i| {
+        let numbers =
+            if i == 0 { json!({contested.clone(): {}}) } else { json!({contested.clone(): {}, spare.clone(): {}}) };
+        app.call(Method::PUT, &path, &member, Some(json!({"name": format!("racer {i}"), "numbers": numbers})))
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let winners: Vec<_> = results.iter().filter(|(status, _)| *status == 201).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(status, _)| *status != 201) {
+        let data = assert_error(*status, body, 400, "validation error");
+        let message = data[&contested]["type"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("Number is on a port request already: "), "{body}");
+    }
+    let (_, listed) = app.call(Method::GET, &ports.path("?by_types=all"), &member, None).await;
+    assert_eq!(listed["data"][0]["port_requests"].as_array().unwrap().len(), 1);
+    // the losers' claims on the spare number are gone: it is free for the next request
+    if winners[0].1["data"]["numbers"].get(&spare).is_none() {
+        ports.create(&member, &[&spare]).await;
+    }
+}
