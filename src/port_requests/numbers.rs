@@ -126,29 +126,37 @@ struct Claimed {
 /// revision; a claim lost to a concurrent writer is looked at again (three rounds at most).
 async fn claim(state: &AppState, account_id: &str, port_id: &str, e164s: &[String]) -> Result<Claimed, StoreError> {
     let mut out = Claimed::default();
+    match claim_rounds(state, account_id, port_id, e164s, &mut out).await {
+        Ok(()) => Ok(out),
+        Err(e) => {
+            // CouchDB failed half-way: give back what was taken
+            release(state, out.taken).await;
+            Err(e)
+        }
+    }
+}
+
+async fn claim_rounds(
+    state: &AppState,
+    account_id: &str,
+    port_id: &str,
+    e164s: &[String],
+    out: &mut Claimed,
+) -> Result<(), StoreError> {
     let now = now_unix();
     let mut docs: Vec<Value> = e164s.iter().map(|n| claims::claim_doc(n, port_id, account_id, now)).collect();
     for round in 0..3 {
         if docs.is_empty() {
             break;
         }
-        let results = match state.couch.bulk_save(dbs::SERVICE, &docs).await {
-            Ok(r) => r,
-            Err(e) => {
-                release(state, std::mem::take(&mut out.taken)).await;
-                return Err(e);
-            }
-        };
+        let results = state.couch.bulk_save(dbs::SERVICE, &docs).await?;
         let mut contested = Vec::new();
         for (doc, result) in docs.iter().zip(results) {
             let (id, number) = (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
             match result {
                 Ok(rev) => out.taken.push((id.to_owned(), rev)),
                 Err(StoreError::Conflict) => contested.push(number.to_owned()),
-                Err(e) => {
-                    release(state, std::mem::take(&mut out.taken)).await;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
         docs = Vec::new();
@@ -189,7 +197,7 @@ async fn claim(state: &AppState, account_id: &str, port_id: &str, e164s: &[Strin
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Gives claims back (best effort: one left behind is stale once its request is seen not to
