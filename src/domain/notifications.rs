@@ -81,6 +81,31 @@ pub fn retry_delay(failed_attempts: u32, base: Duration, max: Duration) -> Durat
     base.saturating_mul(factor).min(max)
 }
 
+/// Addresses a webhook may not reach unless allowed (SSRF): loopback, private, shared (CGNAT),
+/// link-local (cloud metadata), unspecified and broadcast, in IPv4, IPv6 and IPv4-mapped IPv6.
+pub fn is_private_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (b & 0xc0) == 64)
+                || a == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// `X-Signature-SHA256`: hex HMAC-SHA256 of the body.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
@@ -268,6 +293,29 @@ mod tests {
         assert_eq!(retry_delay(2, b, m), Duration::from_secs(10));
         assert_eq!(retry_delay(5, b, m), Duration::from_secs(80));
         assert_eq!(retry_delay(40, b, m), m);
+    }
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_private_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "100.128.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+            assert!(!is_private_ip(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use super::email::File;
 use crate::couch::{StoreError, ViewQuery, dbs, design};
 use crate::directory::Account;
 use crate::domain::ids::{AccountId, new_doc_id};
-use crate::domain::notifications::{Audience, Happening, carrier_push_body, email_data, retry_delay, signature};
+use crate::domain::notifications::{
+    Audience, Happening, carrier_push_body, email_data, is_private_ip, retry_delay, signature,
+};
 use crate::domain::port_state::PortState;
 use crate::domain::time::{now_gregorian, now_unix};
 use crate::port_requests::find_authority;
@@ -313,29 +315,47 @@ async fn deliver_email(state: &AppState, item: &Value, doc: &Value) -> Result<Ou
     Ok(Outcome::Delivered(to))
 }
 
-/// Literal private, loopback and link-local hosts are refused unless allowed (SSRF).
-fn is_private_host(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00,
-        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-        None => true,
+/// Where a webhook URL leads: every address its host resolves to. Private ones are refused
+/// unless allowed (SSRF), and the request is then pinned to the addresses that were checked,
+/// without following redirects, so neither a second DNS answer nor a 3xx can lead elsewhere.
+async fn webhook_client(state: &AppState, url: &url::Url) -> Result<Result<reqwest::Client, String>, String> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<std::net::SocketAddr> = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            tokio::net::lookup_host((d, port)).await.map_err(|e| format!("webhook host {d}: {e}"))?.collect()
+        }
+        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
+        None => return Ok(Err("the webhook URL has no host".into())),
+    };
+    if addrs.is_empty() {
+        return Err("the webhook host has no address".into());
     }
+    if !state.settings.outbox.allow_private_webhooks && addrs.iter().any(|a| is_private_ip(a.ip())) {
+        return Ok(Err("the webhook URL points to a private network".into()));
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10));
+    if let Some(url::Host::Domain(d)) = url.host() {
+        builder = builder.resolve_to_addrs(d, &addrs);
+    }
+    builder.build().map(Ok).map_err(|e| format!("webhook client: {e}"))
 }
 
 async fn deliver_webhook(state: &AppState, item: &Value) -> Result<Outcome, String> {
     let raw = item.pointer("/webhook/url").and_then(Value::as_str).unwrap_or_default();
     let body = item.pointer("/webhook/body").and_then(Value::as_str).unwrap_or("{}").to_owned();
     let url = url::Url::parse(raw).map_err(|e| format!("bad webhook URL: {e}"))?;
-    if is_private_host(&url) && !state.settings.outbox.allow_private_webhooks {
-        return Ok(Outcome::Skipped("the webhook URL points to a private network".into()));
-    }
-    let mut req = state
-        .http
+    let client = match webhook_client(state, &url).await? {
+        Ok(client) => client,
+        Err(refused) => return Ok(Outcome::Skipped(refused)),
+    };
+    let mut req = client
         .post(url)
         .header("content-type", "application/json")
-        .header("x-kazoo-port-event-id", item["_id"].as_str().unwrap_or_default())
-        .timeout(Duration::from_secs(10));
+        .header("x-kazoo-port-event-id", item["_id"].as_str().unwrap_or_default());
     if let Some(secret) = &state.settings.webhook_secret {
         req = req.header("x-signature-sha256", signature(secret.expose(), body.as_bytes()));
     }

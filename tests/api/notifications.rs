@@ -271,3 +271,32 @@ async fn old_unconfirmed_requests_get_one_reminder_per_period() {
     let mails = if mails.len() == 1 { mails_to(&maildev(), &to).await } else { mails };
     assert_eq!(subjects(&mails), [format!("Unfinished port request 'Port for {to}' reminder")]);
 }
+
+/// A webhook URL whose host resolves to a private address is never called (SSRF), and the
+/// refusal shows in the request's delivery records.
+#[tokio::test]
+async fn webhooks_to_private_addresses_are_refused() {
+    let hook = receiver(0).await;
+    let app = spawn_app_with(|s| s.outbox.allow_private_webhooks = false).await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    // a name, not a literal address: the check follows DNS
+    let url = hook.url.replace("127.0.0.1", "localhost");
+    let id = create(&app, &t.customer, &customer_address(), Some(&format!("{url}/hooks"))).await;
+    ports.to(&member, &id, "submitted", None).await;
+    let path = ports.path(&format!("/{id}/notifications"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let webhook = loop {
+        let (_, body) = app.call(Method::GET, &path, &authority, None).await;
+        let item = body["data"].as_array().unwrap().iter().find(|i| i["channel"] == "webhook").cloned();
+        if let Some(item) = item.filter(|i| i["status"] != "pending") {
+            break item;
+        }
+        assert!(std::time::Instant::now() < deadline, "the webhook item was never settled: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(webhook["status"], "skipped", "{webhook}");
+    assert!(webhook["last_error"].as_str().unwrap().contains("private network"), "{webhook}");
+    assert!(hook.hits.lock().unwrap().is_empty(), "the private receiver was called");
+}
