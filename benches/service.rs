@@ -128,6 +128,16 @@ impl Ctx {
         Some(user)
     }
 
+    /// The demo master (created if missing) and a new account right under it, with an admin
+    /// user: (master id, account id, user id).
+    async fn account_under_master(&self, name: &str) -> (String, String, String) {
+        let demo = bootstrap::demo(&self.couch).await.unwrap();
+        let master = demo.master_account_id.to_string();
+        let id = new_doc_id();
+        let user = self.account(&id, name, std::slice::from_ref(&master), true).await.unwrap();
+        (master, id, user)
+    }
+
     async fn view_rows(&self, view: &str, body: &Value) -> usize {
         let url = format!("{}/port_requests/_design/{view}", self.couch_url);
         let r: Value = self.http.post(url).json(body).send().await.unwrap().json().await.unwrap();
@@ -221,10 +231,7 @@ async fn measure_listings(
 
 async fn listings() {
     let ctx = Ctx::new().await;
-    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
-    let master = demo.master_account_id.to_string();
-    let authority = new_doc_id();
-    let user = ctx.account(&authority, "Bench Authority", std::slice::from_ref(&master), true).await.unwrap();
+    let (master, authority, user) = ctx.account_under_master("Bench Authority").await;
     let mut wl = json!({"_id": "whitelabel", "port": {"authority": authority}});
     let authority_db = kazoo_port_requests::domain::ids::AccountId::parse(&authority).unwrap().db_name();
     ctx.couch.save(&authority_db, &mut wl).await.unwrap();
@@ -299,10 +306,7 @@ async fn listings() {
 /// Sets up a superduper demo install and one customer account under it; returns the
 /// customer id and an admin token.
 async fn demo_customer(ctx: &Ctx) -> (String, String) {
-    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
-    let master = demo.master_account_id.to_string();
-    let customer = new_doc_id();
-    let user = ctx.account(&customer, "Bench Customer Inc", std::slice::from_ref(&master), true).await.unwrap();
+    let (_, customer, user) = ctx.account_under_master("Bench Customer Inc").await;
     let token = bootstrap::token(&ctx.couch, &customer, Some(&user), 24 * 3600).await.unwrap();
     (customer, token)
 }
@@ -523,10 +527,7 @@ impl Raw<'_> {
 async fn core() {
     let ctx = Ctx::new().await;
     ctx.http.put(format!("{}/bench_scratch", ctx.couch_url)).send().await.unwrap();
-    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
-    let master = demo.master_account_id.to_string();
-    let reseller = new_doc_id();
-    let reseller_user = ctx.account(&reseller, "Bench Reseller", std::slice::from_ref(&master), true).await.unwrap();
+    let (master, reseller, reseller_user) = ctx.account_under_master("Bench Reseller").await;
     let mut wl = json!({"_id": "whitelabel", "port": {"authority": reseller}});
     let reseller_db = kazoo_port_requests::domain::ids::AccountId::parse(&reseller).unwrap().db_name();
     ctx.couch.save(&reseller_db, &mut wl).await.unwrap();
@@ -716,16 +717,13 @@ async fn core() {
 }
 
 /// At least 100,000 random, mostly hostile requests over the whole API (`FUZZ_REQUESTS`
-/// changes the count): no 5xx, every error in the envelope, the stored request untouched by
-/// what was refused, and the process still healthy and small.
+/// changes the count): no 5xx, every error in the envelope, the target request still
+/// readable, and the process still healthy and small.
 async fn fuzz_run() {
     use rand::SeedableRng;
     use std::collections::BTreeMap;
     let ctx = Ctx::new().await;
-    let demo = bootstrap::demo(&ctx.couch).await.unwrap();
-    let master = demo.master_account_id.to_string();
-    let account = new_doc_id();
-    let user = ctx.account(&account, "Fuzz Customer", std::slice::from_ref(&master), true).await.unwrap();
+    let (_, account, user) = ctx.account_under_master("Fuzz Customer").await;
     let token = bootstrap::token(&ctx.couch, &account, Some(&user), 24 * 3600).await.unwrap();
     let service = start_service(&ctx.couch_url).await;
     let body = json!({"data": {"name": "Fuzz target", "numbers": {"+14155550100": {}}}});

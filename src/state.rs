@@ -8,6 +8,9 @@ use crate::loa::LoaRenderer;
 use crate::notify::Outbox;
 use crate::notify::email::Mailer;
 
+/// How the service names itself to webhooks and carriers.
+pub const USER_AGENT: &str = concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION"));
+
 pub struct AppState {
     pub settings: Settings,
     pub couch: Couch,
@@ -35,9 +38,7 @@ impl AppState {
         );
         let outbox = Outbox::new(couch.clone(), &settings.outbox.queue);
         let mailer = Mailer::new(&settings)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
         let docs = crate::port_requests::cache::DocCache::new(settings.doc_cache);
         Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http, docs })
     }

@@ -318,39 +318,41 @@ async fn deliver_email(state: &AppState, item: &Value, doc: &Value) -> Result<Ou
 /// Where a webhook URL leads: every address its host resolves to. Private ones are refused
 /// unless allowed (SSRF), and the request is then pinned to the addresses that were checked,
 /// without following redirects, so neither a second DNS answer nor a 3xx can lead elsewhere.
-async fn webhook_client(state: &AppState, url: &url::Url) -> Result<Result<reqwest::Client, String>, String> {
+/// `Err` is the outcome of a call that cannot be made.
+async fn webhook_client(state: &AppState, url: &url::Url) -> Result<reqwest::Client, Outcome> {
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<std::net::SocketAddr> = match url.host() {
-        Some(url::Host::Domain(d)) => {
-            tokio::net::lookup_host((d, port)).await.map_err(|e| format!("webhook host {d}: {e}"))?.collect()
-        }
+        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
+            .await
+            .map_err(|e| Outcome::Failed(format!("webhook host {d}: {e}")))?
+            .collect(),
         Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
         Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
-        None => return Ok(Err("the webhook URL has no host".into())),
+        None => return Err(Outcome::Skipped("the webhook URL has no host".into())),
     };
     if addrs.is_empty() {
-        return Err("the webhook host has no address".into());
+        return Err(Outcome::Failed("the webhook host has no address".into()));
     }
     if !state.settings.outbox.allow_private_webhooks && addrs.iter().any(|a| is_private_ip(a.ip())) {
-        return Ok(Err("the webhook URL points to a private network".into()));
+        return Err(Outcome::Skipped("the webhook URL points to a private network".into()));
     }
     let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::state::USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10));
     if let Some(url::Host::Domain(d)) = url.host() {
         builder = builder.resolve_to_addrs(d, &addrs);
     }
-    builder.build().map(Ok).map_err(|e| format!("webhook client: {e}"))
+    builder.build().map_err(|e| Outcome::Failed(format!("webhook client: {e}")))
 }
 
 async fn deliver_webhook(state: &AppState, item: &Value) -> Result<Outcome, String> {
     let raw = item.pointer("/webhook/url").and_then(Value::as_str).unwrap_or_default();
     let body = item.pointer("/webhook/body").and_then(Value::as_str).unwrap_or("{}").to_owned();
     let url = url::Url::parse(raw).map_err(|e| format!("bad webhook URL: {e}"))?;
-    let client = match webhook_client(state, &url).await? {
+    let client = match webhook_client(state, &url).await {
         Ok(client) => client,
-        Err(refused) => return Ok(Outcome::Skipped(refused)),
+        Err(outcome) => return Ok(outcome),
     };
     let mut req = client
         .post(url)

@@ -40,7 +40,17 @@ impl DocCache {
         if !self.live.load(Ordering::Acquire) {
             return;
         }
-        let Some(id) = doc.get("_id").and_then(Value::as_str) else { return };
+        if let Some(id) = doc.get("_id").and_then(Value::as_str) {
+            self.keep_newest(id, doc);
+        }
+    }
+
+    /// Drops what is cached of `id` (after a write that did not return the document).
+    pub fn forget(&self, id: &str) {
+        self.docs.invalidate(id);
+    }
+
+    fn keep_newest(&self, id: &str, doc: &Value) {
         let newer_cached = self.docs.get(id).is_some_and(|c| generation(&c) > generation(doc));
         if !newer_cached {
             self.docs.insert(id.to_owned(), Arc::new(doc.clone()));
@@ -55,12 +65,7 @@ impl DocCache {
             doc.get("_deleted") == Some(&Value::Bool(true)) || doc.get("pvt_type").is_some_and(|t| t == "port_request")
         };
         match change.get("doc") {
-            Some(doc) if keep(doc) => {
-                let newer_cached = self.docs.get(id).is_some_and(|c| generation(&c) > generation(doc));
-                if !newer_cached {
-                    self.docs.insert(id.to_owned(), Arc::new(doc.clone()));
-                }
-            }
+            Some(doc) if keep(doc) => self.keep_newest(id, doc),
             _ => self.docs.invalidate(id),
         }
     }

@@ -71,13 +71,9 @@ pub async fn check(
     )
     .await;
     let claims = claims?;
-    let (rows, assigned) = match (rows, assigned) {
-        (Ok(rows), Ok(assigned)) => (rows, assigned),
-        (Err(e), _) => {
-            release(state, claims.taken).await;
-            return Err(e.into());
-        }
-        (_, Err(e)) => {
+    let (rows, assigned) = match rows.map_err(ApiError::from).and_then(|rows| Ok((rows, assigned?))) {
+        Ok(both) => both,
+        Err(e) => {
             release(state, claims.taken).await;
             return Err(e);
         }

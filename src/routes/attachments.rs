@@ -211,7 +211,7 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
             .map_err(StoreError::from)?;
         match resp.status().as_u16() {
             200..=299 | 404 => {
-                store::load_fresh(&auth.state, &id).await?;
+                auth.state.docs.forget(&id);
                 break;
             }
             409 if auth.if_match.is_none() => doc = store::load_fresh_in_scope(&auth.state, &account, &id).await?,
