@@ -54,7 +54,7 @@ wait_http() { # url, what
 # start_pouchdb DIR PORT: data kept in DIR.
 start_pouchdb() {
   mkdir -p "$1"
-  (cd "$1" && exec "$DEVSTACK/node_modules/.bin/pouchdb-server" --host 127.0.0.1 --port "$2" \
+  (cd "$1" && exec "$DEVSTACK/pouchdb-server" --host 127.0.0.1 --port "$2" \
       --dir "$1" --config "$1/config.json" -n >"$1/pouchdb.log" 2>&1) &
   STARTED_PIDS+=($!)
   wait_http "http://127.0.0.1:$2/" "PouchDB Server"
@@ -89,7 +89,7 @@ start_fresh_stack() {
   export COUCHDB_URL="http://127.0.0.1:$couch_port"
   export SMTP_URL="smtp://127.0.0.1:$smtp_port"
   export MAILDEV_URL="http://127.0.0.1:$web_port"
-  export POUCHDB_SERVER_BIN="$DEVSTACK/node_modules/.bin/pouchdb-server"
+  export POUCHDB_SERVER_BIN="$DEVSTACK/pouchdb-server"
   export MAILDEV_BIN="$DEVSTACK/node_modules/.bin/maildev"
   export QT_QPA_PLATFORM=offscreen
 }

@@ -370,3 +370,20 @@ async fn writes_made_elsewhere_are_seen() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// With the document cache off every read is CouchDB's own.
+#[tokio::test]
+async fn without_the_cache_reads_are_couchdbs_own() {
+    let app: TestApp = crate::helpers::spawn_app_with(|s| s.doc_cache = 0).await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = ports.get(&member, &id).await;
+    assert_eq!(status, 200);
+    let mut doc = app.sys.couch.get("port_requests", &id).await.unwrap();
+    doc["name"] = json!("renamed elsewhere");
+    app.sys.couch.put("port_requests", &doc).await;
+    let (_, body) = ports.get(&member, &id).await;
+    assert_eq!(body["data"]["name"], "renamed elsewhere", "the very next read sees it");
+}
