@@ -502,7 +502,9 @@ impl Raw<'_> {
         self.post("/bench_scratch/_bulk_docs", &json!({"docs": docs})).await;
     }
 
-    async fn number_checks(&self, number: &str) {
+    /// The view and numbers reads of a number check, and with `claim` the number's claim (a
+    /// number new to the request).
+    async fn number_checks(&self, number: &str, claim: bool) {
         self.post(
             "/port_requests/_design/kazoo_port_requests/_view/open_numbers",
             &json!({"keys": [number], "reduce": false}),
@@ -518,9 +520,11 @@ impl Raw<'_> {
             .await
             .unwrap();
         r.bytes().await.unwrap();
-        // the number's claim
-        let claim = json!({"_id": format!("number_claim:{number}"), "pvt_type": "number_claim", "number": number});
-        self.post("/bench_scratch/_bulk_docs", &json!({"docs": [claim]})).await;
+        if claim {
+            let claim =
+                json!({"_id": format!("number_claim:{number}"), "pvt_type": "number_claim", "number": number});
+            self.post("/bench_scratch/_bulk_docs", &json!({"docs": [claim]})).await;
+        }
     }
 }
 
@@ -596,7 +600,7 @@ async fn core() {
         create(number()).await;
         create_svc.push(t.elapsed());
         let t = Instant::now();
-        raw.number_checks(&number()).await;
+        raw.number_checks(&number(), true).await;
         raw.put_new(&sample_doc).await;
         create_raw.push(t.elapsed());
         let t = Instant::now();
@@ -641,21 +645,19 @@ async fn core() {
             assert!(r.status().is_success(), "{to}: {}", r.text().await.unwrap());
             svc.push(t.elapsed());
 
+            // the request itself comes from the warm document cache
             let t = Instant::now();
-            raw.get(&format!("/port_requests/{id}")).await;
             let n = number();
             if checks {
-                raw.number_checks(&n).await;
+                raw.number_checks(&n, false).await;
             }
             raw.outbox(items).await;
             if to == "completed" {
-                // numbers read, the number documents in two databases, read back for rollback info
+                // the number document in its numbers database and in the account's
                 let db = kazoo_port_requests::couch::encode(&format!("numbers/{}", &n[..5]));
                 ctx.http.put(format!("{}/{db}", ctx.couch_url)).send().await.unwrap();
-                raw.post(&format!("/{db}/_all_docs?include_docs=true"), &json!({"keys": [n]})).await;
                 raw.post(&format!("/{db}/_bulk_docs"), &json!({"docs": [{"_id": new_doc_id(), "pvt_type": "number"}]}))
                     .await;
-                raw.post("/bench_scratch/_all_docs?include_docs=true", &json!({"keys": [n]})).await;
                 raw.post("/bench_scratch/_bulk_docs", &json!({"docs": [{"_id": new_doc_id(), "pvt_type": "number"}]}))
                     .await;
             }
@@ -697,7 +699,7 @@ async fn core() {
         let needs = if *label == "create" {
             "the view read, numbers read, claim and write it needs"
         } else {
-            "its reads and writes"
+            "its reads and writes; the request itself is in the cache"
         };
         println!("| {label} | {} | {} ({needs}) | {:.2} | ≤ 2 |", ms(*svc), ms(*raw_t), r(*svc, *raw_t));
         println!("| {label} | {} | {} (one document PUT) | {:.2} | ≤ 3 |", ms(*svc), ms(*put), r(*svc, *put));

@@ -202,7 +202,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::BadIdentifier(None),
             StoreError::Conflict => ApiError::Conflict,
-            StoreError::Unreachable(detail) => {
+            StoreError::Unreachable(detail) | StoreError::Disconnected(detail) => {
                 tracing::warn!(%detail, "CouchDB unreachable");
                 ApiError::DatastoreUnreachable
             }

@@ -29,6 +29,9 @@ pub enum StoreError {
     Conflict,
     #[error("datastore unreachable: {0}")]
     Unreachable(String),
+    /// The connection failed under the call (refused, reset, closed), not a timeout.
+    #[error("datastore connection failed: {0}")]
+    Disconnected(String),
     #[error("datastore error: {0}")]
     Fault(String),
 }
@@ -45,8 +48,10 @@ pub fn encode(component: &str) -> String {
 
 fn classify_reqwest(e: &reqwest::Error) -> StoreError {
     crate::metrics::get().couch_errors.with_label_values(&["unreachable"]).inc();
-    if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode() {
+    if e.is_timeout() || e.is_decode() {
         StoreError::Unreachable(e.to_string())
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        StoreError::Disconnected(e.to_string())
     } else {
         StoreError::Fault(e.to_string())
     }
@@ -84,6 +89,16 @@ impl From<reqwest::Error> for StoreError {
             Some(status) => classify_status(status, e.to_string()),
             None => classify_reqwest(&e),
         }
+    }
+}
+
+/// Runs an idempotent read once more when the connection failed under it (a kept-alive
+/// connection the server closed just as it was reused). Only reads: a write may have landed
+/// before its connection broke, and sent again it would be a false conflict.
+async fn read<T, F: Future<Output = StoreResult<T>>>(call: impl Fn() -> F) -> StoreResult<T> {
+    match call().await {
+        Err(StoreError::Disconnected(_)) => call().await,
+        other => other,
     }
 }
 
@@ -183,11 +198,14 @@ impl Couch {
     /// `GET /`: the server's welcome document. Proves CouchDB answers.
     pub async fn server_info(&self) -> StoreResult<Value> {
         let _timer = crate::metrics::CouchTimer::start("server_info");
-        let resp = self.request(Method::GET, "/").send().await?;
-        if !resp.status().is_success() {
-            return Err(classify_status(resp.status(), "server info".into()));
-        }
-        Ok(resp.json().await?)
+        read(move || async move {
+            let resp = self.request(Method::GET, "/").send().await?;
+            if !resp.status().is_success() {
+                return Err(classify_status(resp.status(), "server info".into()));
+            }
+            Ok(resp.json().await?)
+        })
+        .await
     }
 
     /// Creates the database if it is missing. Never touches an existing one.
@@ -208,13 +226,16 @@ impl Couch {
     /// Reads one document; `None` when it (or its database) does not exist.
     pub async fn get(&self, db: &str, id: &str) -> StoreResult<Option<Value>> {
         let _timer = crate::metrics::CouchTimer::start("get");
-        match self.database(db).get_raw(id).await {
-            Ok(doc) => Ok(Some(doc)),
-            Err(e) => match classify(e) {
-                StoreError::NotFound => Ok(None),
-                other => Err(other),
-            },
-        }
+        read(move || async move {
+            match self.database(db).get_raw(id).await {
+                Ok(doc) => Ok(Some(doc)),
+                Err(e) => match classify(e) {
+                    StoreError::NotFound => Ok(None),
+                    other => Err(other),
+                },
+            }
+        })
+        .await
     }
 
     /// Writes a document that carries its `_id` (and `_rev` unless new). A stale or missing
@@ -249,7 +270,8 @@ impl Couch {
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
         let _timer = crate::metrics::CouchTimer::start("view");
-        let result = self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify)?;
+        let result =
+            read(move || async move { self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify) }).await?;
         Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
     }
 
@@ -257,13 +279,17 @@ impl Couch {
     pub async fn view_count(&self, db: &str, ddoc: &str, view: &str, start: Value, end: Value) -> StoreResult<u64> {
         let _timer = crate::metrics::CouchTimer::start("view_count");
         let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
-        let body = json!({ "start_key": start, "end_key": end, "reduce": true });
-        let resp = self.request(Method::POST, &path).json(&body).send().await?;
-        if !resp.status().is_success() {
-            return Err(classify_status(resp.status(), format!("counting {view}")));
-        }
-        let body: Value = resp.json().await?;
-        Ok(body["rows"].get(0).and_then(|r| r["value"].as_u64()).unwrap_or(0))
+        let body = &json!({ "start_key": start, "end_key": end, "reduce": true });
+        let path = &path;
+        read(move || async move {
+            let resp = self.request(Method::POST, path).json(body).send().await?;
+            if !resp.status().is_success() {
+                return Err(classify_status(resp.status(), format!("counting {view}")));
+            }
+            let body: Value = resp.json().await?;
+            Ok(body["rows"].get(0).and_then(|r| r["value"].as_u64()).unwrap_or(0))
+        })
+        .await
     }
 
     /// Reads several documents by id at once; missing or deleted ones are skipped.
@@ -273,17 +299,24 @@ impl Couch {
             return Ok(Vec::new());
         }
         let path = format!("/{}/_all_docs", encode(db));
-        let req = self.request(Method::POST, &path).query(&[("include_docs", "true")]).json(&json!({ "keys": ids }));
-        Self::docs_of(req, db).await
+        let (keys, path) = (&json!({ "keys": ids }), &path);
+        read(move || async move {
+            let req = self.request(Method::POST, path).query(&[("include_docs", "true")]).json(keys);
+            Self::docs_of(req, db).await
+        })
+        .await
     }
 
     /// Every document of a database (at most `limit`); a missing database has none.
     pub async fn all_docs(&self, db: &str, limit: u64) -> StoreResult<Vec<Value>> {
         let _timer = crate::metrics::CouchTimer::start("all_docs");
         let path = format!("/{}/_all_docs", encode(db));
-        let limit = limit.to_string();
-        let req = self.request(Method::GET, &path).query(&[("include_docs", "true"), ("limit", limit.as_str())]);
-        Self::docs_of(req, db).await
+        let (limit, path) = (&limit.to_string(), &path);
+        read(move || async move {
+            let req = self.request(Method::GET, path).query(&[("include_docs", "true"), ("limit", limit.as_str())]);
+            Self::docs_of(req, db).await
+        })
+        .await
     }
 
     /// The documents of an `_all_docs` answer (missing or deleted ones left out).
@@ -305,7 +338,12 @@ impl Couch {
     pub async fn get_attachment(&self, db: &str, id: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
         let _timer = crate::metrics::CouchTimer::start("get_attachment");
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
-        let resp = self.request(Method::GET, &path).send().await?;
+        let path = &path;
+        read(move || async move { self.attachment_once(path, name).await }).await
+    }
+
+    async fn attachment_once(&self, path: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
+        let resp = self.request(Method::GET, path).send().await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if !s.is_success() => Err(classify_status(s, format!("reading attachment {name}"))),

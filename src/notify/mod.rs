@@ -22,6 +22,11 @@ use tokio::sync::Notify;
 
 const OUTBOX_VIEWS: &str = include_str!("../../couchdb_views/outbox.json");
 
+/// The outbox items one change wrote (id, revision).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Queued(Vec<(String, String)>);
+
 /// Creates our database and its `_design/outbox` (kept up to date).
 pub async fn ensure_db(couch: &Couch) -> StoreResult<()> {
     couch.ensure_db(dbs::SERVICE).await?;
@@ -176,14 +181,29 @@ impl Outbox {
     }
 
     /// Writes items durably. Nothing is sent from here: `wake` starts the delivery.
-    pub async fn enqueue(&self, items: &[Value]) -> Result<(), ApiError> {
+    pub async fn enqueue(&self, items: &[Value]) -> Result<Queued, ApiError> {
+        let mut queued = Queued::default();
         if items.is_empty() {
-            return Ok(());
+            return Ok(queued);
         }
-        for result in self.couch.bulk_save(dbs::SERVICE, items).await? {
-            result?;
+        for (item, result) in items.iter().zip(self.couch.bulk_save(dbs::SERVICE, items).await?) {
+            let id = item.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            queued.0.push((id, result?));
         }
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Removes the items of a change CouchDB refused (409), so they never show as pending.
+    /// Best effort: an item left behind is never delivered, since its proof never appears.
+    pub async fn withdraw(&self, queued: Queued) {
+        if queued.0.is_empty() {
+            return;
+        }
+        let docs: Vec<Value> =
+            queued.0.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
+        if let Err(e) = self.couch.bulk_save(dbs::SERVICE, &docs).await {
+            tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
+        }
     }
 
     /// Tells the worker there is something to deliver.

@@ -4,6 +4,7 @@
 //! While the feed is not connected and caught up, the cache is bypassed.
 
 use crate::couch::{Couch, dbs, encode};
+use futures_util::StreamExt;
 use moka::sync::Cache;
 use reqwest::Method;
 use serde_json::Value;
@@ -79,55 +80,84 @@ impl DocCache {
     pub fn spawn_follower(&self, couch: Couch) {
         let cache = self.clone();
         tokio::spawn(async move {
-            let db = encode(dbs::PORT_REQUESTS);
             loop {
                 // start from now: the cache starts empty
-                let since = match couch.request(Method::GET, &format!("/{db}")).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        r.json::<Value>().await.ok().and_then(|v| v.get("update_seq").cloned())
-                    }
-                    _ => None,
-                };
-                let Some(mut since) = since else {
+                let Some(mut since) = current_seq(&couch).await else {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 };
                 // every change from here on reaches the cache: it may answer
                 cache.live.store(true, Ordering::Release);
-                loop {
-                    let since_param = match &since {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    let resp = couch
-                        .request(Method::GET, &format!("/{db}/_changes"))
-                        .query(&[
-                            ("feed", "longpoll"),
-                            ("include_docs", "true"),
-                            ("timeout", "25000"),
-                            ("limit", "500"),
-                        ])
-                        .query(&[("since", since_param.as_str())])
-                        .timeout(Duration::from_secs(60))
-                        .send()
-                        .await;
-                    let body = match resp {
-                        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-                        _ => None,
-                    };
-                    let Some(body) = body else { break };
-                    for change in body.get("results").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-                        cache.apply_change(change);
-                    }
-                    if let Some(last) = body.get("last_seq") {
-                        since = last.clone();
-                    }
-                }
+                // a feed that ends is taken up again from the last change seen, which misses
+                // nothing; only a feed that can't be taken up again stops the cache
+                while cache.follow(&couch, &mut since).await {}
                 tracing::warn!("lost the port_requests changes feed; reading CouchDB directly until it is back");
                 cache.stop();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+    }
+
+    /// Reads one continuous `_changes` feed from `since` into the cache, moving `since` along.
+    /// True when the feed ended or broke after a while (take it up again), false when it
+    /// could not be opened, ended at once, or went silent past its heartbeats.
+    async fn follow(&self, couch: &Couch, since: &mut Value) -> bool {
+        let since_param = match &*since {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let resp = couch
+            .request(Method::GET, &format!("/{}/_changes", encode(dbs::PORT_REQUESTS)))
+            .query(&[("feed", "continuous"), ("include_docs", "true"), ("heartbeat", HEARTBEAT_MS)])
+            .query(&[("since", since_param.as_str())])
+            // a compressed stream is held back until enough of it piles up (PouchDB Server
+            // gzips whatever the client accepts, and couch_rs's client accepts gzip)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity")
+            // the client's own timeout would cut the stream; silence is watched below instead
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await;
+        let mut stream = match resp {
+            Ok(r) if r.status().is_success() => r.bytes_stream(),
+            _ => return false,
+        };
+        let opened = std::time::Instant::now();
+        let mut line = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(SILENCE, stream.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) | Ok(Some(Err(_))) => return opened.elapsed() > Duration::from_secs(1),
+                Err(_) => return false,
+            };
+            for part in chunk.split_inclusive(|b| *b == b'\n') {
+                line.extend_from_slice(part);
+                if !line.ends_with(b"\n") {
+                    continue;
+                }
+                // a blank line is a heartbeat; the last line of a feed carries `last_seq`
+                if let Ok(change) = serde_json::from_slice::<Value>(&line) {
+                    if let Some(seq) = change.get("seq").or_else(|| change.get("last_seq")) {
+                        *since = seq.clone();
+                    }
+                    if change.get("id").is_some() {
+                        self.apply_change(&change);
+                    }
+                }
+                line.clear();
+            }
+        }
+    }
+}
+
+/// How often CouchDB writes a blank line into a quiet feed, and how long without any byte
+/// means the connection is gone.
+const HEARTBEAT_MS: &str = "10000";
+const SILENCE: Duration = Duration::from_secs(35);
+
+async fn current_seq(couch: &Couch) -> Option<Value> {
+    match couch.request(Method::GET, &format!("/{}", encode(dbs::PORT_REQUESTS))).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.ok().and_then(|v| v.get("update_seq").cloned()),
+        _ => None,
     }
 }
 

@@ -62,38 +62,96 @@ fn is_reusable(doc: &Value, owner: &str) -> bool {
     matches!(state, Some("aging" | "available" | "port_in")) && assigned.is_none_or(|a| a == owner)
 }
 
+/// What to do with a number document that is already in a database.
+enum Found {
+    /// Written for this very request by an earlier attempt: kept as it is.
+    Ours(Value),
+    /// Someone else's: the number can't be activated.
+    Taken,
+    /// Replaced by this document (carrying the found one's `_rev`).
+    Replace(Value),
+}
+
+/// Writes `docs` (new, without `_rev`) to `db` in one request. Only the numbers already there
+/// are read, and `judge` says what becomes of each; documents kept as they are come back.
+async fn place(
+    couch: &Couch,
+    db: &str,
+    docs: Vec<Value>,
+    judge: impl Fn(&Value, &Value) -> Found,
+    activation: &mut Activation,
+    failures: &mut BTreeMap<String, Failure>,
+) -> Result<Vec<Value>, StoreError> {
+    let mut kept = Vec::new();
+    if docs.is_empty() {
+        return Ok(kept);
+    }
+    let contested = write_batch(couch, db, docs.into_iter().map(|d| (d, None)).collect(), activation, failures).await?;
+    if contested.is_empty() {
+        return Ok(kept);
+    }
+    let ids: Vec<String> = contested.iter().filter_map(|d| d["_id"].as_str().map(str::to_owned)).collect();
+    let existing = couch.get_many(db, &ids).await?;
+    let mut second = Vec::new();
+    for doc in contested {
+        let id = doc["_id"].as_str().unwrap_or_default().to_owned();
+        let Some(found) = existing.iter().find(|e| e["_id"] == id.as_str()) else {
+            // deleted in between: someone else is on it right now
+            failures.insert(id, Failure::Taken);
+            continue;
+        };
+        match judge(&doc, found) {
+            Found::Ours(d) => kept.push(d),
+            Found::Taken => {
+                failures.insert(id, Failure::Taken);
+            }
+            Found::Replace(d) => second.push((d, Some(found.clone()))),
+        }
+    }
+    for lost in write_batch(couch, db, second, activation, failures).await? {
+        failures.insert(lost["_id"].as_str().unwrap_or_default().to_owned(), Failure::Taken);
+    }
+    Ok(kept)
+}
+
+/// Writes documents in one request; returns the ones CouchDB refused as conflicts.
 async fn write_batch(
     couch: &Couch,
     db: &str,
     docs: Vec<(Value, Option<Value>)>,
     activation: &mut Activation,
     failures: &mut BTreeMap<String, Failure>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Value>, StoreError> {
+    let mut conflicts = Vec::new();
     if docs.is_empty() {
-        return Ok(());
+        return Ok(conflicts);
     }
-    couch.ensure_db(db).await?;
     let bodies: Vec<Value> = docs.iter().map(|(d, _)| d.clone()).collect();
-    let results = couch.bulk_save(db, &bodies).await?;
+    let results = match couch.bulk_save(db, &bodies).await {
+        Err(StoreError::NotFound) => {
+            // the first number of its range: the database is created on demand
+            couch.ensure_db(db).await?;
+            couch.bulk_save(db, &bodies).await?
+        }
+        other => other?,
+    };
     for ((mut doc, previous), result) in docs.into_iter().zip(results) {
-        let number = doc["_id"].as_str().unwrap_or_default().to_owned();
         match result {
             Ok(rev) => {
                 doc["_rev"] = json!(rev);
                 activation.written.push((db.to_owned(), doc, previous));
             }
-            Err(StoreError::Conflict) => {
-                failures.insert(number, Failure::Taken);
-            }
+            Err(StoreError::Conflict) => conflicts.push(doc),
             Err(e) => {
-                failures.insert(number, Failure::Store(e));
+                failures.insert(doc["_id"].as_str().unwrap_or_default().to_owned(), Failure::Store(e));
             }
         }
     }
-    Ok(())
+    Ok(conflicts)
 }
 
-/// Writes the number documents of a request that is being completed.
+/// Writes the number documents of a request that is being completed. Most numbers are new to
+/// both databases, so each database gets one write, and only a number found there is read.
 pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, ApiError> {
     let owner = request.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let port_id = request.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -106,74 +164,53 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "knm_local".to_owned());
     let numbers = request.get("numbers").and_then(Value::as_object).cloned().unwrap_or_default();
+    let meta = |n: &str| numbers.get(n).cloned().unwrap_or(json!({}));
 
-    let mut by_db: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_db: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for n in numbers.keys() {
-        by_db.entry(numbers_db_name(n)).or_default().push(n.clone());
+        by_db.entry(numbers_db_name(n)).or_default().push(number_doc(n, &owner, &port_id, &module, &meta(n), None));
     }
     let mut activation = Activation::default();
     let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
-    let mut account_copies = Vec::new();
     let result: Result<(), StoreError> = async {
-        for (db, ids) in &by_db {
-            let existing: BTreeMap<String, Value> = state
-                .couch
-                .get_many(db, ids)
-                .await?
-                .into_iter()
-                .filter_map(|d| d.get("_id").and_then(Value::as_str).map(|id| (id.to_owned(), d.clone())))
-                .collect();
-            let mut batch = Vec::new();
-            for n in ids {
-                let meta = numbers.get(n).cloned().unwrap_or(json!({}));
-                match existing.get(n) {
-                    Some(d) if is_ours(d, &owner, &port_id) => account_copies.push(d.clone()),
-                    Some(d) if !is_reusable(d, &owner) => {
-                        failures.insert(n.clone(), Failure::Taken);
-                    }
-                    previous => {
-                        let doc = number_doc(n, &owner, &port_id, &module, &meta, previous);
-                        batch.push((doc, previous.cloned()));
-                    }
-                }
+        let in_numbers_db = |new: &Value, found: &Value| {
+            let n = new["_id"].as_str().unwrap_or_default();
+            if is_ours(found, &owner, &port_id) {
+                Found::Ours(found.clone())
+            } else if !is_reusable(found, &owner) {
+                Found::Taken
+            } else {
+                Found::Replace(number_doc(n, &owner, &port_id, &module, &meta(n), Some(found)))
             }
-            write_batch(&state.couch, db, batch, &mut activation, &mut failures).await?;
+        };
+        let mut copies = Vec::new();
+        for (db, docs) in by_db {
+            copies.extend(place(&state.couch, &db, docs, in_numbers_db, &mut activation, &mut failures).await?);
         }
         if failures.is_empty() {
             // the same documents in the owner's account database
-            account_copies.extend(activation.written.iter().map(|(_, d, _)| d.clone()));
-            let account_db = owner_id.db_name();
-            let ids: Vec<String> = account_copies.iter().filter_map(|d| d["_id"].as_str().map(str::to_owned)).collect();
-            let existing: BTreeMap<String, Value> = state
-                .couch
-                .get_many(&account_db, &ids)
-                .await?
+            copies.extend(activation.written.iter().map(|(_, d, _)| d.clone()));
+            let copies: Vec<Value> = copies
                 .into_iter()
-                .filter_map(|d| d.get("_id").and_then(Value::as_str).map(|id| (id.to_owned(), d.clone())))
-                .collect();
-            let batch = account_copies
-                .iter()
-                .filter(|d| {
-                    existing.get(d["_id"].as_str().unwrap_or_default()).is_none_or(|e| !is_ours(e, &owner, &port_id))
-                })
-                .map(|d| {
-                    let mut copy = d.clone();
-                    let previous = existing.get(d["_id"].as_str().unwrap_or_default()).cloned();
-                    match previous.as_ref().and_then(|p| p.get("_rev")) {
-                        Some(rev) => copy["_rev"] = rev.clone(),
-                        None => {
-                            copy.as_object_mut().map(|o| o.remove("_rev"));
-                        }
-                    }
-                    (copy, previous)
+                .map(|mut d| {
+                    d.as_object_mut().map(|o| o.remove("_rev"));
+                    d
                 })
                 .collect();
-            write_batch(&state.couch, &account_db, batch, &mut activation, &mut failures).await?;
+            let in_account_db = |new: &Value, found: &Value| {
+                if is_ours(found, &owner, &port_id) {
+                    Found::Ours(found.clone())
+                } else {
+                    let mut copy = new.clone();
+                    copy["_rev"] = found["_rev"].clone();
+                    Found::Replace(copy)
+                }
+            };
+            place(&state.couch, &owner_id.db_name(), copies, in_account_db, &mut activation, &mut failures).await?;
         }
         Ok(())
     }
     .await;
-
     if let Err(e) = result {
         rollback(state, activation).await;
         return Err(ApiError::from(e));

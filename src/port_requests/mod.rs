@@ -17,12 +17,24 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use serde_json::Value;
 
+/// Where a loaded document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Cache,
+    Couch,
+}
+
 /// Loads a live port request (from the cache when it has it); anything else (missing,
 /// deleted, another type) is a 404.
 pub async fn load(state: &AppState, id: &str) -> Result<Value, ApiError> {
+    Ok(load_traced(state, id).await?.0)
+}
+
+/// `load`, telling where the document came from.
+pub async fn load_traced(state: &AppState, id: &str) -> Result<(Value, Origin), ApiError> {
     match state.docs.get(id) {
-        Some(cached) if crate::domain::ids::is_doc_id(id) => checked(Value::clone(&cached), id),
-        _ => load_fresh(state, id).await,
+        Some(cached) if crate::domain::ids::is_doc_id(id) => Ok((checked(Value::clone(&cached), id)?, Origin::Cache)),
+        _ => Ok((load_fresh(state, id).await?, Origin::Couch)),
     }
 }
 
@@ -58,6 +70,12 @@ pub fn in_scope(doc: &Value, account: &AccountId) -> bool {
 /// a request elsewhere is as unknown as a missing one.
 pub async fn load_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Value, ApiError> {
     scoped(load(state, id).await?, account, id)
+}
+
+/// `load_in_scope`, telling where the document came from.
+pub async fn load_traced_in_scope(state: &AppState, account: &Account, id: &str) -> Result<(Value, Origin), ApiError> {
+    let (doc, origin) = load_traced(state, id).await?;
+    Ok((scoped(doc, account, id)?, origin))
 }
 
 /// `load_in_scope`, from CouchDB itself.

@@ -47,13 +47,16 @@ pub async fn assigned_numbers(state: &AppState, e164s: &[String]) -> Result<BTre
 }
 
 /// Checks every candidate for `account_id`'s request `port_id` (a new id when creating) and
-/// claims the free ones for it, so that a request racing for the same number loses. When any
-/// number is refused, the claims taken here are given back.
+/// claims the ones it does not hold yet, so that a request racing for the same number loses.
+/// The numbers in `saved` are on the stored request already: every other checker sees them
+/// in the view, so they need no claim. When any number is refused, the claims taken here are
+/// given back.
 pub async fn check(
     state: &AppState,
     account_id: &str,
     port_id: &str,
     candidates: &[Candidate],
+    saved: &[String],
 ) -> Result<ValidationErrors, ApiError> {
     let mut errors = ValidationErrors::new();
     if candidates.is_empty() {
@@ -61,13 +64,14 @@ pub async fn check(
     }
     let query = ViewQuery { keys: candidates.iter().map(|c| json!(c.e164)).collect(), ..ViewQuery::default() };
     let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
+    let new: Vec<String> = all.iter().filter(|n| !saved.contains(n)).cloned().collect();
     // the reads and the claims at once: the numbers databases are asked about every
     // candidate, and their answer, like the claims', counts only where no request in the view
     // holds the number
     let (rows, assigned, claims) = futures_util::future::join3(
         state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query),
         assigned_numbers(state, &all),
-        claim(state, account_id, port_id, &all),
+        claim(state, account_id, port_id, &new),
     )
     .await;
     let claims = claims?;

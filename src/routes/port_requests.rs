@@ -22,6 +22,7 @@ use crate::port_requests::{self as store, completion, is_authority};
 use crate::schema::{self, Schema};
 use actix_web::{FromRequest, HttpRequest, web};
 use serde_json::{Map, Value, json};
+use std::cell::Cell;
 use std::sync::Arc;
 
 pub const BASE: &str = "/v2/accounts/{account_id}/port_requests";
@@ -55,11 +56,44 @@ async fn target(ctx: &Ctx, account_id: &str, id: &str) -> Result<(Arc<Account>, 
     Ok((account, doc))
 }
 
-/// `target`, to change: read from CouchDB itself, so an edit starts from the latest revision
-/// even when another instance wrote it a moment ago.
-async fn target_to_change(ctx: &Ctx, account_id: &str, id: &str) -> Result<(Arc<Account>, Value), ApiError> {
+/// How a change reads its document: from the cache when it may (noting whether the cache had
+/// it), or from CouchDB itself.
+struct Read {
+    cache: bool,
+    hit: Cell<bool>,
+}
+
+impl Read {
+    fn couch() -> Self {
+        Self { cache: false, hit: Cell::new(false) }
+    }
+}
+
+/// Makes a change on the cached document and, when CouchDB refuses that revision (409, or 412
+/// against the client's `If-Match`), once more on CouchDB's own: a cache a moment behind
+/// another writer never shows, and the change is made as if it had come a moment later. A
+/// change whose document came from CouchDB is not retried: its conflict is a real one.
+async fn change(attempt: impl AsyncFn(&Read) -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
+    let cached = Read { cache: true, hit: Cell::new(false) };
+    match attempt(&cached).await {
+        Err(ApiError::Conflict | ApiError::PreconditionFailed) if cached.hit.get() => {
+            tracing::debug!("the cached revision was behind CouchDB's: once more on CouchDB's");
+            attempt(&Read::couch()).await
+        }
+        other => other,
+    }
+}
+
+/// `target`, to change, read as `read` says; the save checks the revision either way.
+async fn target_to_change(ctx: &Ctx, account_id: &str, id: &str, read: &Read) -> Result<(Arc<Account>, Value), ApiError> {
     let account = ctx.account(account_id).await?;
-    let doc = store::load_fresh_in_scope(&ctx.state, &account, id).await?;
+    let doc = if read.cache {
+        let (doc, origin) = store::load_traced_in_scope(&ctx.state, &account, id).await?;
+        read.hit.set(origin == store::Origin::Cache);
+        doc
+    } else {
+        store::load_fresh_in_scope(&ctx.state, &account, id).await?
+    };
     Ok((account, doc))
 }
 
@@ -211,7 +245,7 @@ fn not_updatable(state: PortState) -> ApiError {
 async fn check_numbers(ctx: &Ctx, doc: &Value, candidates: &[Candidate]) -> Result<(), ApiError> {
     let owner = doc.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
     let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
-    numbers::check(&ctx.state, owner, id, candidates).await?.into_result()
+    numbers::check(&ctx.state, owner, id, candidates, &pr::numbers(doc)).await?.into_result()
 }
 
 /// Stamps the private fields, refreshes `pvt_tree` from the owner, saves, and answers with
@@ -241,8 +275,15 @@ async fn prepare(ctx: &Ctx, doc: &mut Value) -> Result<(), ApiError> {
 
 /// Writes the outbox `events`, then the prepared document; wakes the worker once both are in.
 async fn commit(ctx: &Ctx, mut doc: Value, is_auth: bool, events: &[Value]) -> Result<(Value, Reply), ApiError> {
-    ctx.state.outbox.enqueue(events).await?;
-    let rev = store::save(&ctx.state, &mut doc).await?;
+    let queued = ctx.state.outbox.enqueue(events).await?;
+    let rev = match store::save(&ctx.state, &mut doc).await {
+        Ok(rev) => rev,
+        Err(ApiError::Conflict) => {
+            ctx.state.outbox.withdraw(queued).await;
+            return Err(ApiError::Conflict);
+        }
+        Err(e) => return Err(e),
+    };
     if !events.is_empty() {
         ctx.state.outbox.wake();
     }
@@ -298,7 +339,7 @@ pub async fn create_request(
     if !all_comments.is_empty() {
         public.insert("comments".into(), Value::Array(all_comments));
     }
-    numbers::check(state, account.id.as_str(), &id, &candidates).await?.into_result()?;
+    numbers::check(state, account.id.as_str(), &id, &candidates, &[]).await?.into_result()?;
     let claimed: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
     match build_and_commit(ctx, account, public, id.clone(), submit, authority, is_auth).await {
         Ok(doc) => Ok((doc, is_auth)),
@@ -379,7 +420,9 @@ pub async fn read(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, 
 /// (superduper admins excepted).
 pub async fn update(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
+    // a full replace starts from CouchDB's revision: made again on a newer one, it would
+    // silently undo what the other writer changed
+    let (_, doc) = target_to_change(&ctx, &account_id, &id, &Read::couch()).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let current = PortState::of_doc(&doc);
     if !current.is_editable() && !ctx.caller.is_superduper_admin() {
@@ -405,21 +448,24 @@ fn patched_public(doc: &Value, data: &Value) -> Map<String, Value> {
 /// `PATCH /{id}`: deep merge; changing the numbers follows the same rules as POST.
 pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
-    store::check_if_match(ctx.if_match.as_deref(), &doc)?;
-    let is_auth = is_authority(&ctx.caller, &doc);
-    let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
-    if edit.numbers_changed {
-        let current = PortState::of_doc(&doc);
-        if !current.is_editable() && !ctx.caller.is_superduper_admin() {
-            return Err(not_updatable(current));
+    change(async |read| {
+        let (_, doc) = target_to_change(&ctx, &account_id, &id, read).await?;
+        store::check_if_match(ctx.if_match.as_deref(), &doc)?;
+        let is_auth = is_authority(&ctx.caller, &doc);
+        let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
+        if edit.numbers_changed {
+            let current = PortState::of_doc(&doc);
+            if !current.is_editable() && !ctx.caller.is_superduper_admin() {
+                return Err(not_updatable(current));
+            }
+            check_numbers(&ctx, &doc, &edit.candidates).await?;
         }
-        check_numbers(&ctx, &doc, &edit.candidates).await?;
-    }
-    let new_doc = with_public(&doc, edit.public);
-    let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
-    let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
-    Ok(reply)
+        let new_doc = with_public(&doc, edit.public);
+        let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
+        let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
+        Ok(reply)
+    })
+    .await
 }
 
 fn transition_error(e: TransitionError, to: PortState) -> ApiError {
@@ -480,14 +526,19 @@ pub async fn transition(
         return Err(ApiError::InvalidMethod);
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
-    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
+    change(async |read| move_to(&ctx, &account_id, &id, to, read).await).await
+}
+
+/// One attempt at a move, on the document `read` gives.
+async fn move_to(ctx: &Ctx, account_id: &str, id: &str, to: PortState, read: &Read) -> Result<Reply, ApiError> {
+    let (_, doc) = target_to_change(ctx, account_id, id, read).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     let from = PortState::of_doc(&doc);
     let is_auth = is_authority(&ctx.caller, &doc);
     // the state machine decides first: a refused move is refused whatever the body says
     let role = if is_auth { Role::Authority } else { Role::Member };
-    transition_policy(&ctx).await?.check(from, to, role).map_err(|e| transition_error(e, to))?;
-    let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
+    transition_policy(ctx).await?.check(from, to, role).map_err(|e| transition_error(e, to))?;
+    let edit = prepare_edit(ctx, &doc, patched_public(&doc, data_object(ctx)?), is_auth).await?;
     if edit.numbers_changed && !from.is_editable() && !ctx.caller.is_superduper_admin() {
         return Err(not_updatable(from));
     }
@@ -501,10 +552,10 @@ pub async fn transition(
         } else {
             pr::numbers(&doc).into_iter().map(|n| Candidate { raw: n.clone(), e164: n }).collect()
         };
-        check_numbers(&ctx, &doc, &candidates).await?;
+        check_numbers(ctx, &doc, &candidates).await?;
         if to == PortState::Submitted {
             let count = edit.public.get("numbers").and_then(Value::as_object).map_or(0, |n| n.len());
-            charges = check_charges(&ctx, &doc, count)?;
+            charges = check_charges(ctx, &doc, count)?;
         }
     }
 
@@ -516,11 +567,11 @@ pub async fn transition(
     let reason = ctx.req_str("reason");
     let at = now_gregorian();
     record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason.as_deref(), at));
-    prepare(&ctx, &mut new_doc).await?;
-    let events = transition_events(&ctx, &new_doc, &edit.new_comments, from, to, at, reason, &actor).await?;
+    prepare(ctx, &mut new_doc).await?;
+    let events = transition_events(ctx, &new_doc, &edit.new_comments, from, to, at, reason, &actor).await?;
 
     if to != PortState::Completed {
-        let (_, reply) = commit(&ctx, new_doc, is_auth, &events).await?;
+        let (_, reply) = commit(ctx, new_doc, is_auth, &events).await?;
         return Ok(reply);
     }
     // the events, and a guard that undoes the number documents should the request never be
@@ -532,10 +583,11 @@ pub async fn transition(
             &Proof::Transition { state: to, at, account: ctx.caller.account_id().as_str() },
         ),
     );
-    ctx.state.outbox.enqueue(&events).await?;
+    // (left queued on a conflict: the guard must outlive a rollback that fails)
+    let _guarded = ctx.state.outbox.enqueue(&events).await?;
     let activation = completion::activate(&ctx.state, &new_doc).await?;
     completion::clear_numbers(&mut new_doc);
-    match commit(&ctx, new_doc, is_auth, &[]).await {
+    match commit(ctx, new_doc, is_auth, &[]).await {
         Ok((_, reply)) => {
             ctx.state.outbox.wake();
             Ok(reply)
@@ -543,7 +595,7 @@ pub async fn transition(
         Err(e) => {
             // someone else completed it meanwhile: the number documents are theirs now too
             let completed_elsewhere =
-                store::load_fresh(&ctx.state, &id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
+                store::load_fresh(&ctx.state, id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
             if !completed_elsewhere {
                 completion::rollback(&ctx.state, activation).await;
             }
@@ -586,14 +638,18 @@ async fn transition_events(
 /// `DELETE /{id}`: soft delete, only while unconfirmed, rejected or canceled.
 pub async fn delete(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
+    change(async |read| delete_once(&ctx, &account_id, &id, read).await).await
+}
+
+async fn delete_once(ctx: &Ctx, account_id: &str, id: &str, read: &Read) -> Result<Reply, ApiError> {
+    let (_, doc) = target_to_change(ctx, account_id, id, read).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
     if !PortState::of_doc(&doc).is_deletable() {
         return Err(ApiError::InvalidMethod);
     }
     let mut deleted = doc.clone();
     deleted["pvt_deleted"] = json!(true);
-    pr::stamp(&mut deleted, &stamp_of(&ctx));
+    pr::stamp(&mut deleted, &stamp_of(ctx));
     store::save(&ctx.state, &mut deleted).await?;
     // crossbar answers with the document as it was, marked deleted, at its old revision
     let mut data = Value::Object(public_fields(&doc));
@@ -656,9 +712,13 @@ pub async fn comments_list(ctx: Ctx, path: web::Path<(String, String)>) -> Resul
 /// `PUT /{id}/comments`: appends the comments of the body.
 pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    let (_, doc) = target_to_change(&ctx, &account_id, &id).await?;
+    change(async |read| add_comments(&ctx, &account_id, &id, read).await).await
+}
+
+async fn add_comments(ctx: &Ctx, account_id: &str, id: &str, read: &Read) -> Result<Reply, ApiError> {
+    let (_, doc) = target_to_change(ctx, account_id, id, read).await?;
     store::check_if_match(ctx.if_match.as_deref(), &doc)?;
-    let requested = match data_object(&ctx)?.get("comments") {
+    let requested = match data_object(ctx)?.get("comments") {
         Some(Value::Array(list)) if !list.is_empty() => list.clone(),
         Some(other) if !other.is_array() => {
             return Err(ApiError::validation(
@@ -676,11 +736,11 @@ pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result
         }
     };
     let is_auth = is_authority(&ctx.caller, &doc);
-    let (all, new) = merge_comments(&ctx, &comments::of(&doc), &requested, true, is_auth).await?;
+    let (all, new) = merge_comments(ctx, &comments::of(&doc), &requested, true, is_auth).await?;
     let mut new_doc = doc.clone();
     new_doc["comments"] = Value::Array(all);
     let events = ctx.state.outbox.comment_items(&new_doc, &new);
-    let (saved, _) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
+    let (saved, _) = save_and_reply(ctx, new_doc, is_auth, &events).await?;
     let visible = comments::visible(comments::of(&saved), is_auth);
     Ok(Reply::ok(json!({ "comments": visible })).with_revision(saved["_rev"].as_str()))
 }

@@ -371,6 +371,36 @@ async fn writes_made_elsewhere_are_seen() {
     }
 }
 
+/// A move on a request another writer changed a moment before, while the cache still holds the
+/// older revision: CouchDB refuses that revision, the move is made once on the newer one, and
+/// the refused attempt leaves no notification behind.
+#[tokio::test]
+async fn a_move_on_a_stale_cached_revision_is_made_once() {
+    let app: TestApp = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = ports.get(&member, &id).await; // now cached
+    assert_eq!(status, 200);
+    let mut doc = app.sys.couch.get("port_requests", &id).await.unwrap();
+    doc["name"] = json!("renamed elsewhere");
+    app.sys.couch.put("port_requests", &doc).await;
+    let (status, body) = ports.to(&member, &id, "submitted", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["name"], "renamed elsewhere");
+    let stored = app.sys.couch.get("port_requests", &id).await.unwrap();
+    assert_eq!(stored["pvt_transitions"].as_array().unwrap().len(), 2, "one move: {stored}");
+    let (status, body) = app.call(Method::GET, &ports.path(&format!("/{id}/notifications")), &authority, None).await;
+    assert_eq!(status, 200, "{body}");
+    // each notification once: the refused attempt's items were withdrawn
+    let records = body["data"].as_array().unwrap();
+    assert!(!records.is_empty(), "{body}");
+    let distinct: std::collections::BTreeSet<String> =
+        records.iter().map(|r| format!("{}/{}/{}", r["channel"], r["event"], r["audience"])).collect();
+    assert_eq!(distinct.len(), records.len(), "{body}");
+}
+
 /// With the document cache off every read is CouchDB's own.
 #[tokio::test]
 async fn without_the_cache_reads_are_couchdbs_own() {
