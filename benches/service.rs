@@ -521,8 +521,7 @@ impl Raw<'_> {
             .unwrap();
         r.bytes().await.unwrap();
         if claim {
-            let claim =
-                json!({"_id": format!("number_claim:{number}"), "pvt_type": "number_claim", "number": number});
+            let claim = json!({"_id": format!("number_claim:{number}"), "pvt_type": "number_claim", "number": number});
             self.post("/bench_scratch/_bulk_docs", &json!({"docs": [claim]})).await;
         }
     }

@@ -47,8 +47,10 @@ json.dump(spec, open(sys.argv[1], "w"))
 PY
 
 log "schemathesis against http://$LISTEN_ADDR"
+# one worker: with two threads, hypothesis parses lambdas with `ast` concurrently, and CPython
+# 3.11 then fails now and then with "AST constructor recursion depth mismatch" (a tool error)
 "$VENV/bin/st" run "$SPEC" --url "http://$LISTEN_ADDR" -H "X-Auth-Token: $TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "${CONTRACT_EXAMPLES:-10}" --max-time "${CONTRACT_MAX_TIME:-120}" --workers 2 --seed 7 \
+  --max-examples "${CONTRACT_EXAMPLES:-10}" --max-time "${CONTRACT_MAX_TIME:-120}" --workers 1 --seed 7 \
   --suppress-health-check all --no-color --request-timeout 30
 rm -f "$SPEC"

@@ -50,6 +50,9 @@ impl Application {
         // slow or silent clients: headers within 5 s, a closing client gone within 2 s
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(2))
+        // idle keep-alive connections stay open as long as common proxies keep theirs (nginx's
+        // 75 s): a client reusing one just as the server closed it sees a reset, not an answer
+        .keep_alive(std::time::Duration::from_secs(75))
         .listen(listener)?
         .run();
         Ok(Self { port, server })

@@ -270,8 +270,10 @@ impl Couch {
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
         let _timer = crate::metrics::CouchTimer::start("view");
-        let result =
-            read(move || async move { self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify) }).await?;
+        let result = read(move || async move {
+            self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify)
+        })
+        .await?;
         Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
     }
 

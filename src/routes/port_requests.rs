@@ -85,7 +85,12 @@ async fn change(attempt: impl AsyncFn(&Read) -> Result<Reply, ApiError>) -> Resu
 }
 
 /// `target`, to change, read as `read` says; the save checks the revision either way.
-async fn target_to_change(ctx: &Ctx, account_id: &str, id: &str, read: &Read) -> Result<(Arc<Account>, Value), ApiError> {
+async fn target_to_change(
+    ctx: &Ctx,
+    account_id: &str,
+    id: &str,
+    read: &Read,
+) -> Result<(Arc<Account>, Value), ApiError> {
     let account = ctx.account(account_id).await?;
     let doc = if read.cache {
         let (doc, origin) = store::load_traced_in_scope(&ctx.state, &account, id).await?;
