@@ -338,6 +338,18 @@ async fn concurrent_writers_lose_nothing() {
     assert_eq!(transitions.iter().filter(|t| t["transition"]["new"] == "submitted").count(), submits);
 }
 
+/// A request read once through the service (so it is cached), then renamed in CouchDB behind
+/// the service's back, as another instance or Kazoo itself would: its id and stored document.
+async fn renamed_behind_the_cache(ports: &Ports<'_>, member: &str) -> (String, Value) {
+    let id = ports.create(member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = ports.get(member, &id).await;
+    assert_eq!(status, 200);
+    let mut doc = ports.app.sys.couch.get("port_requests", &id).await.unwrap();
+    doc["name"] = json!("renamed elsewhere");
+    ports.app.sys.couch.put("port_requests", &doc).await;
+    (id, doc)
+}
+
 /// Another instance (or Kazoo itself) writing the same request: reads catch up through the
 /// changes feed, and an edit right after never fails on a revision only the cache knew.
 #[tokio::test]
@@ -346,13 +358,8 @@ async fn writes_made_elsewhere_are_seen() {
     let t = tree(&app).await;
     let ports = Ports::new(&app, &t.customer);
     let member = app.token(&t.customer);
-    let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
-    let (status, _) = ports.get(&member, &id).await; // now cached
-    assert_eq!(status, 200);
-    let mut doc = app.sys.couch.get("port_requests", &id).await.unwrap();
-    doc["name"] = json!("renamed elsewhere");
-    app.sys.couch.put("port_requests", &doc).await;
-    // an edit at once starts from CouchDB's revision, not the cached one
+    let (id, mut doc) = renamed_behind_the_cache(&ports, &member).await;
+    // an edit at once is made on CouchDB's revision, whether the cache has seen it yet or not
     let (status, body) =
         app.call(Method::PATCH, &ports.path(&format!("/{id}")), &member, Some(json!({"data": {"extra": 1}}))).await;
     assert_eq!(status, 200, "{body}");
@@ -380,12 +387,7 @@ async fn a_move_on_a_stale_cached_revision_is_made_once() {
     let t = tree(&app).await;
     let ports = Ports::new(&app, &t.customer);
     let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
-    let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
-    let (status, _) = ports.get(&member, &id).await; // now cached
-    assert_eq!(status, 200);
-    let mut doc = app.sys.couch.get("port_requests", &id).await.unwrap();
-    doc["name"] = json!("renamed elsewhere");
-    app.sys.couch.put("port_requests", &doc).await;
+    let (id, _) = renamed_behind_the_cache(&ports, &member).await;
     let (status, body) = ports.to(&member, &id, "submitted", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["name"], "renamed elsewhere");
