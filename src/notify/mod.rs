@@ -9,7 +9,7 @@ mod worker;
 
 pub use worker::spawn;
 
-use crate::couch::{Couch, StoreResult, ViewQuery, dbs, design};
+use crate::couch::{Couch, StoreError, StoreResult, ViewQuery, dbs, design};
 use crate::domain::fone;
 use crate::domain::ids::{derived_id, new_doc_id};
 use crate::domain::notifications::{Audience, emails_for_comment, emails_for_state, webhook_body};
@@ -196,13 +196,33 @@ impl Outbox {
     /// Removes the items of a change CouchDB refused (409), so they never show as pending.
     /// Best effort: an item left behind is never delivered, since its proof never appears.
     pub async fn withdraw(&self, queued: Queued) {
-        if queued.0.is_empty() {
-            return;
-        }
-        let docs: Vec<Value> =
-            queued.0.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
-        if let Err(e) = self.couch.bulk_save(dbs::SERVICE, &docs).await {
-            tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
+        let mut items = queued.0;
+        // twice: a worker that looked at an item meanwhile changed its revision (its lease)
+        for _ in 0..2 {
+            if items.is_empty() {
+                return;
+            }
+            let docs: Vec<Value> =
+                items.iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
+            let contested: Vec<String> = match self.couch.bulk_save(dbs::SERVICE, &docs).await {
+                Ok(results) => items
+                    .iter()
+                    .zip(results)
+                    .filter(|(_, r)| matches!(r, Err(StoreError::Conflict)))
+                    .map(|((id, _), _)| id.clone())
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
+                    return;
+                }
+            };
+            items = match self.couch.get_many(dbs::SERVICE, &contested).await {
+                Ok(current) => current
+                    .iter()
+                    .filter_map(|d| Some((d["_id"].as_str()?.to_owned(), d["_rev"].as_str()?.to_owned())))
+                    .collect(),
+                Err(_) => return,
+            };
         }
     }
 
