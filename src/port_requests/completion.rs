@@ -24,6 +24,19 @@ enum Failure {
     Store(StoreError),
 }
 
+/// An attempt in progress: what it wrote, and the numbers it could not write.
+#[derive(Default)]
+struct Attempt {
+    activation: Activation,
+    failures: BTreeMap<String, Failure>,
+}
+
+impl Attempt {
+    fn fail(&mut self, doc: &Value, failure: Failure) {
+        self.failures.insert(doc["_id"].as_str().unwrap_or_default().to_owned(), failure);
+    }
+}
+
 fn number_doc(number: &str, owner: &str, port_id: &str, module: &str, meta: &Value, previous: Option<&Value>) -> Value {
     let now = now_gregorian();
     let mut doc = json!({
@@ -79,14 +92,13 @@ async fn place(
     db: &str,
     docs: Vec<Value>,
     judge: impl Fn(&Value, &Value) -> Found,
-    activation: &mut Activation,
-    failures: &mut BTreeMap<String, Failure>,
+    attempt: &mut Attempt,
 ) -> Result<Vec<Value>, StoreError> {
     let mut kept = Vec::new();
     if docs.is_empty() {
         return Ok(kept);
     }
-    let contested = write_batch(couch, db, docs.into_iter().map(|d| (d, None)).collect(), activation, failures).await?;
+    let contested = write_batch(couch, db, docs.into_iter().map(|d| (d, None)).collect(), attempt).await?;
     if contested.is_empty() {
         return Ok(kept);
     }
@@ -94,22 +106,15 @@ async fn place(
     let existing = couch.get_many(db, &ids).await?;
     let mut second = Vec::new();
     for doc in contested {
-        let id = doc["_id"].as_str().unwrap_or_default().to_owned();
-        let Some(found) = existing.iter().find(|e| e["_id"] == id.as_str()) else {
-            // deleted in between: someone else is on it right now
-            failures.insert(id, Failure::Taken);
-            continue;
-        };
-        match judge(&doc, found) {
-            Found::Ours(d) => kept.push(d),
-            Found::Taken => {
-                failures.insert(id, Failure::Taken);
-            }
-            Found::Replace(d) => second.push((d, Some(found.clone()))),
+        // not found: deleted in between, someone else is on it right now
+        match existing.iter().find(|e| e["_id"] == doc["_id"]).map(|found| (judge(&doc, found), found)) {
+            Some((Found::Ours(d), _)) => kept.push(d),
+            Some((Found::Replace(d), found)) => second.push((d, Some(found.clone()))),
+            Some((Found::Taken, _)) | None => attempt.fail(&doc, Failure::Taken),
         }
     }
-    for lost in write_batch(couch, db, second, activation, failures).await? {
-        failures.insert(lost["_id"].as_str().unwrap_or_default().to_owned(), Failure::Taken);
+    for lost in write_batch(couch, db, second, attempt).await? {
+        attempt.fail(&lost, Failure::Taken);
     }
     Ok(kept)
 }
@@ -119,8 +124,7 @@ async fn write_batch(
     couch: &Couch,
     db: &str,
     docs: Vec<(Value, Option<Value>)>,
-    activation: &mut Activation,
-    failures: &mut BTreeMap<String, Failure>,
+    attempt: &mut Attempt,
 ) -> Result<Vec<Value>, StoreError> {
     let mut conflicts = Vec::new();
     if docs.is_empty() {
@@ -139,12 +143,10 @@ async fn write_batch(
         match result {
             Ok(rev) => {
                 doc["_rev"] = json!(rev);
-                activation.written.push((db.to_owned(), doc, previous));
+                attempt.activation.written.push((db.to_owned(), doc, previous));
             }
             Err(StoreError::Conflict) => conflicts.push(doc),
-            Err(e) => {
-                failures.insert(doc["_id"].as_str().unwrap_or_default().to_owned(), Failure::Store(e));
-            }
+            Err(e) => attempt.fail(&doc, Failure::Store(e)),
         }
     }
     Ok(conflicts)
@@ -170,8 +172,7 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
     for n in numbers.keys() {
         by_db.entry(numbers_db_name(n)).or_default().push(number_doc(n, &owner, &port_id, &module, &meta(n), None));
     }
-    let mut activation = Activation::default();
-    let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
+    let mut attempt = Attempt::default();
     let result: Result<(), StoreError> = async {
         let in_numbers_db = |new: &Value, found: &Value| {
             let n = new["_id"].as_str().unwrap_or_default();
@@ -185,18 +186,14 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
         };
         let mut copies = Vec::new();
         for (db, docs) in by_db {
-            copies.extend(place(&state.couch, &db, docs, in_numbers_db, &mut activation, &mut failures).await?);
+            copies.extend(place(&state.couch, &db, docs, in_numbers_db, &mut attempt).await?);
         }
-        if failures.is_empty() {
-            // the same documents in the owner's account database
-            copies.extend(activation.written.iter().map(|(_, d, _)| d.clone()));
-            let copies: Vec<Value> = copies
-                .into_iter()
-                .map(|mut d| {
-                    d.as_object_mut().map(|o| o.remove("_rev"));
-                    d
-                })
-                .collect();
+        if attempt.failures.is_empty() {
+            // the same documents in the owner's account database, as new ones there
+            copies.extend(attempt.activation.written.iter().map(|(_, d, _)| d.clone()));
+            for copy in &mut copies {
+                copy.as_object_mut().map(|o| o.remove("_rev"));
+            }
             let in_account_db = |new: &Value, found: &Value| {
                 if is_ours(found, &owner, &port_id) {
                     Found::Ours(found.clone())
@@ -206,11 +203,12 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
                     Found::Replace(copy)
                 }
             };
-            place(&state.couch, &owner_id.db_name(), copies, in_account_db, &mut activation, &mut failures).await?;
+            place(&state.couch, &owner_id.db_name(), copies, in_account_db, &mut attempt).await?;
         }
         Ok(())
     }
     .await;
+    let Attempt { activation, failures } = attempt;
     if let Err(e) = result {
         rollback(state, activation).await;
         return Err(ApiError::from(e));
