@@ -193,12 +193,14 @@ impl Outbox {
         Ok(queued)
     }
 
-    /// Removes the items of a change CouchDB refused (409), so they never show as pending.
-    /// Best effort: an item left behind is never delivered, since its proof never appears.
+    /// Removes the items of a change CouchDB refused (409), so they never show as pending and a
+    /// change made again in the same second can't lend them its proof. A worker may be looking
+    /// at an item meanwhile (a lease, then a "not yet" record: two new revisions), so a contested
+    /// item is deleted again on its current revision, after a pause that lets the worker finish.
     pub async fn withdraw(&self, queued: Queued) {
+        const ROUNDS: u64 = 6;
         let mut items = queued.0;
-        // twice: a worker that looked at an item meanwhile changed its revision (its lease)
-        for _ in 0..2 {
+        for round in 1..=ROUNDS {
             if items.is_empty() {
                 return;
             }
@@ -216,13 +218,24 @@ impl Outbox {
                     return;
                 }
             };
+            if contested.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 * round)).await;
             items = match self.couch.get_many(dbs::SERVICE, &contested).await {
                 Ok(current) => current
                     .iter()
                     .filter_map(|d| Some((d["_id"].as_str()?.to_owned(), d["_rev"].as_str()?.to_owned())))
                     .collect(),
-                Err(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
+                    return;
+                }
             };
+        }
+        if !items.is_empty() {
+            // never delivered unless their proof shows up; skipped once the grace runs out
+            tracing::warn!(items = items.len(), "outbox items of a refused change left behind");
         }
     }
 
