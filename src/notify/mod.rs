@@ -198,45 +198,44 @@ impl Outbox {
     /// at an item meanwhile (a lease, then a "not yet" record: two new revisions), so a contested
     /// item is deleted again on its current revision, after a pause that lets the worker finish.
     pub async fn withdraw(&self, queued: Queued) {
+        match self.delete_contested(queued.0).await {
+            Ok(left) if left.is_empty() => {}
+            // never delivered unless their proof shows up; skipped once the grace runs out
+            Ok(left) => tracing::warn!(items = left.len(), "outbox items of a refused change left behind"),
+            Err(e) => tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change"),
+        }
+    }
+
+    /// Deletes `items` (id, revision), again on the current revision of those a worker changed
+    /// meanwhile, for a few rounds; returns the ones still there.
+    async fn delete_contested(&self, mut items: Vec<(String, String)>) -> StoreResult<Vec<(String, String)>> {
         const ROUNDS: u64 = 6;
-        let mut items = queued.0;
         for round in 1..=ROUNDS {
             if items.is_empty() {
-                return;
+                break;
             }
             let docs: Vec<Value> =
                 items.iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
-            let contested: Vec<String> = match self.couch.bulk_save(dbs::SERVICE, &docs).await {
-                Ok(results) => items
-                    .iter()
-                    .zip(results)
-                    .filter(|(_, r)| matches!(r, Err(StoreError::Conflict)))
-                    .map(|((id, _), _)| id.clone())
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
-                    return;
-                }
-            };
+            let results = self.couch.bulk_save(dbs::SERVICE, &docs).await?;
+            let contested: Vec<String> = items
+                .iter()
+                .zip(results)
+                .filter(|(_, r)| matches!(r, Err(StoreError::Conflict)))
+                .map(|((id, _), _)| id.clone())
+                .collect();
             if contested.is_empty() {
-                return;
+                return Ok(Vec::new());
             }
             tokio::time::sleep(std::time::Duration::from_millis(20 * round)).await;
-            items = match self.couch.get_many(dbs::SERVICE, &contested).await {
-                Ok(current) => current
-                    .iter()
-                    .filter_map(|d| Some((d["_id"].as_str()?.to_owned(), d["_rev"].as_str()?.to_owned())))
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot withdraw the outbox items of a refused change");
-                    return;
-                }
-            };
+            items = self
+                .couch
+                .get_many(dbs::SERVICE, &contested)
+                .await?
+                .iter()
+                .filter_map(|d| Some((d["_id"].as_str()?.to_owned(), d["_rev"].as_str()?.to_owned())))
+                .collect();
         }
-        if !items.is_empty() {
-            // never delivered unless their proof shows up; skipped once the grace runs out
-            tracing::warn!(items = items.len(), "outbox items of a refused change left behind");
-        }
+        Ok(items)
     }
 
     /// Tells the worker there is something to deliver.

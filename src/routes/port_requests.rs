@@ -453,24 +453,26 @@ fn patched_public(doc: &Value, data: &Value) -> Map<String, Value> {
 /// `PATCH /{id}`: deep merge; changing the numbers follows the same rules as POST.
 pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
-    change(async |read| {
-        let (_, doc) = target_to_change(&ctx, &account_id, &id, read).await?;
-        store::check_if_match(ctx.if_match.as_deref(), &doc)?;
-        let is_auth = is_authority(&ctx.caller, &doc);
-        let edit = prepare_edit(&ctx, &doc, patched_public(&doc, data_object(&ctx)?), is_auth).await?;
-        if edit.numbers_changed {
-            let current = PortState::of_doc(&doc);
-            if !current.is_editable() && !ctx.caller.is_superduper_admin() {
-                return Err(not_updatable(current));
-            }
-            check_numbers(&ctx, &doc, &edit.candidates).await?;
+    change(async |read| patch_once(&ctx, &account_id, &id, read).await).await
+}
+
+/// One attempt at a `PATCH`, on the document `read` gives.
+async fn patch_once(ctx: &Ctx, account_id: &str, id: &str, read: &Read) -> Result<Reply, ApiError> {
+    let (_, doc) = target_to_change(ctx, account_id, id, read).await?;
+    store::check_if_match(ctx.if_match.as_deref(), &doc)?;
+    let is_auth = is_authority(&ctx.caller, &doc);
+    let edit = prepare_edit(ctx, &doc, patched_public(&doc, data_object(ctx)?), is_auth).await?;
+    if edit.numbers_changed {
+        let current = PortState::of_doc(&doc);
+        if !current.is_editable() && !ctx.caller.is_superduper_admin() {
+            return Err(not_updatable(current));
         }
-        let new_doc = with_public(&doc, edit.public);
-        let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
-        let (_, reply) = save_and_reply(&ctx, new_doc, is_auth, &events).await?;
-        Ok(reply)
-    })
-    .await
+        check_numbers(ctx, &doc, &edit.candidates).await?;
+    }
+    let new_doc = with_public(&doc, edit.public);
+    let events = ctx.state.outbox.comment_items(&new_doc, &edit.new_comments);
+    let (_, reply) = save_and_reply(ctx, new_doc, is_auth, &events).await?;
+    Ok(reply)
 }
 
 fn transition_error(e: TransitionError, to: PortState) -> ApiError {
