@@ -15,6 +15,8 @@ pub const ON_A_REQUEST: &str = "Number is on a port request already: ";
 pub const OTHER_ACCOUNT: &str = "Number is being ported for a different account";
 pub const MULTIPLE: &str = "Number is currently on multiple port requests. Contact a system admin to rectify";
 pub const EXISTS: &str = "Number exists on the system already";
+/// Our own: claims for the number kept changing hands while this request asked for it.
+pub const BUSY: &str = "Number is being claimed by another port request right now; try again";
 
 /// A number as the client wrote it, and its E.164 form.
 #[derive(Debug, Clone)]
@@ -111,7 +113,11 @@ pub async fn check(
 }
 
 fn held_message(same_account: bool, request: &str) -> String {
-    if same_account { format!("{ON_A_REQUEST}{request}") } else { OTHER_ACCOUNT.to_owned() }
+    match (request, same_account) {
+        ("", _) => BUSY.to_owned(),
+        (_, true) => format!("{ON_A_REQUEST}{request}"),
+        (_, false) => OTHER_ACCOUNT.to_owned(),
+    }
 }
 
 /// What claiming found: the claims this request took now (id, revision), and the numbers
@@ -143,9 +149,12 @@ async fn claim_rounds(
     e164s: &[String],
     out: &mut Claimed,
 ) -> Result<(), StoreError> {
+    // a number whose claim was given back between our write and our read is claimed afresh;
+    // each such round follows another request's refusal, so a few rounds settle every number
+    const ROUNDS: usize = 10;
     let now = now_unix();
     let mut docs: Vec<Value> = e164s.iter().map(|n| claims::claim_doc(n, port_id, account_id, now)).collect();
-    for round in 0..3 {
+    for round in 0..ROUNDS {
         if docs.is_empty() {
             break;
         }
@@ -172,10 +181,16 @@ async fn claim_rounds(
             .map(str::to_owned)
             .collect();
         let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
+        let last_round = round + 1 == ROUNDS;
         for number in contested {
             let Some(existing) = current.iter().find(|c| c["number"] == number.as_str()) else {
-                // given back meanwhile: claim it afresh
-                docs.push(claims::claim_doc(&number, port_id, account_id, now));
+                // given back meanwhile: claim it afresh, unless the rounds are over (then
+                // someone is on it right now, and this request must not take it unclaimed)
+                if last_round {
+                    out.held.insert(number, (String::new(), String::new()));
+                } else {
+                    docs.push(claims::claim_doc(&number, port_id, account_id, now));
+                }
                 continue;
             };
             let holder = holders.iter().find(|h| h["_id"] == existing["port_request_id"]);
@@ -184,13 +199,13 @@ async fn claim_rounds(
                 claims::Verdict::Held { port_request_id, account_id } => {
                     out.held.insert(number, (port_request_id, account_id));
                 }
-                claims::Verdict::Stale if round < 2 => {
+                claims::Verdict::Stale if !last_round => {
                     let mut doc = claims::claim_doc(&number, port_id, account_id, now);
                     doc["_rev"] = existing["_rev"].clone();
                     docs.push(doc);
                 }
                 claims::Verdict::Stale => {
-                    // three writers in a row beat us to it: someone else is on it right now
+                    // writers in a row beat us to it: someone else is on it right now
                     let by = existing["port_request_id"].as_str().unwrap_or_default().to_owned();
                     out.held.insert(number, (by, existing["account_id"].as_str().unwrap_or_default().to_owned()));
                 }
@@ -223,4 +238,16 @@ pub async fn release_claims(state: &AppState, port_id: &str, e164s: &[String]) {
         .filter_map(|c| Some((c["_id"].as_str()?.to_owned(), c["_rev"].as_str()?.to_owned())))
         .collect();
     release(state, ours).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_number_names_its_request_only_within_the_account() {
+        assert_eq!(held_message(true, "abc"), format!("{ON_A_REQUEST}abc"));
+        assert_eq!(held_message(false, "abc"), OTHER_ACCOUNT);
+        assert_eq!(held_message(true, ""), BUSY);
+    }
 }
