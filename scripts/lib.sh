@@ -1,10 +1,17 @@
-# Shared by scripts/dev.sh and scripts/test.sh: install what is missing, start the local
-# CouchDB-compatible server (PouchDB Server) and the mail sink (MailDev), stop them again.
+# Shared by scripts/dev.sh, scripts/test.sh and scripts/bench.sh: install what is missing,
+# start the local CouchDB (Apache CouchDB 3.4.3 from ../shared/couchdb when it is there,
+# PouchDB Server otherwise) and the mail sink (MailDev), stop them again.
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEVSTACK="$ROOT/scripts/devstack"
+# the prebuilt Apache CouchDB beside the project (read-only; its scripts write only into the
+# folder they are given)
+COUCHDB_DIST=${COUCHDB_DIST:-$(cd "$ROOT/.." && pwd)/shared/couchdb}
 STARTED_PIDS=()
+STARTED_COUCH_DIRS=()
+
+have_couchdb() { [ -x "$COUCHDB_DIST/start-node.sh" ] && [ -z "${USE_POUCHDB:-}" ]; }
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 
@@ -21,6 +28,12 @@ ensure_system_packages() {
   command -v pdftotext >/dev/null || missing+=(poppler-utils)
   pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
   fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+  if have_couchdb; then
+    # what the prebuilt CouchDB links against, beyond a minimal system
+    [ -e /usr/lib/x86_64-linux-gnu/libicuuc.so.72 ] || missing+=(libicu72)
+    [ -e /usr/lib/x86_64-linux-gnu/libssl.so.3 ] || missing+=(libssl3)
+    command -v flock >/dev/null || missing+=(util-linux)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq >/dev/null
@@ -69,24 +82,51 @@ start_maildev() {
   wait_http "http://127.0.0.1:$2/email" "MailDev"
 }
 
-stop_started() {
-  local pid
-  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  STARTED_PIDS=()
+# start_couchdb DIR [cluster]: a CouchDB node (or a 3-node cluster) with its data in DIR; sets
+# COUCH_STARTED_URL to its URL (a cluster: every node's URL, comma-separated).
+start_couchdb() {
+  local out
+  if [ "${2:-}" = cluster ]; then
+    out=$("$COUCHDB_DIST/start-cluster.sh" "$1" </dev/null) || return 1
+  else
+    out=$("$COUCHDB_DIST/start-node.sh" "$1" </dev/null) || return 1
+  fi
+  STARTED_COUCH_DIRS+=("$1")
+  COUCH_STARTED_URL=$(tr '\n' ',' <<<"$out" | sed 's/,*$//')
 }
 
-# start_fresh_stack NAME: PouchDB Server and MailDev on free ports, data in a temporary
-# directory removed at exit; exports COUCHDB_URL, SMTP_URL, MAILDEV_URL and the binaries.
+stop_started() {
+  local pid dir
+  for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for dir in "${STARTED_COUCH_DIRS[@]}"; do "$COUCHDB_DIST/stop.sh" "$dir" >/dev/null 2>&1 || true; done
+  STARTED_PIDS=()
+  STARTED_COUCH_DIRS=()
+}
+
+# start_fresh_stack NAME: a fresh CouchDB (Apache CouchDB when ../shared/couchdb is there,
+# PouchDB Server otherwise, or the one named by TEST_COUCHDB_URL) and MailDev on free ports, data
+# in a temporary directory removed at exit; exports COUCHDB_URL, SMTP_URL, MAILDEV_URL,
+# COUCHDB_KIND and what the tests start on their own.
 start_fresh_stack() {
   WORK=$(mktemp -d "/tmp/kpr-$1.XXXXXX")
   trap 'stop_started; rm -rf "$WORK"' EXIT
   trap 'exit 130' INT TERM
-  local couch_port smtp_port web_port
-  couch_port=$(free_port); smtp_port=$(free_port); web_port=$(free_port)
-  start_pouchdb "$WORK/couch" "$couch_port"
+  local smtp_port web_port
+  smtp_port=$(free_port); web_port=$(free_port)
+  if [ -n "${TEST_COUCHDB_URL:-}" ]; then
+    export COUCHDB_URL="$TEST_COUCHDB_URL" COUCHDB_KIND="given"
+  elif have_couchdb; then
+    start_couchdb "$WORK/couch"
+    export COUCHDB_URL="$COUCH_STARTED_URL" COUCHDB_KIND="Apache CouchDB 3.4.3 (single node)"
+    export KPR_COUCHDB_DIST="$COUCHDB_DIST"
+  else
+    local couch_port
+    couch_port=$(free_port)
+    start_pouchdb "$WORK/couch" "$couch_port"
+    export COUCHDB_URL="http://127.0.0.1:$couch_port" COUCHDB_KIND="PouchDB Server"
+  fi
   start_maildev "$smtp_port" "$web_port"
-  export COUCHDB_URL="http://127.0.0.1:$couch_port"
   export SMTP_URL="smtp://127.0.0.1:$smtp_port"
   export MAILDEV_URL="http://127.0.0.1:$web_port"
   export POUCHDB_SERVER_BIN="$DEVSTACK/pouchdb-server"

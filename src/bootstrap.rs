@@ -24,6 +24,38 @@ pub async fn ensure_service_databases(couch: &Couch) -> Result<(), StoreError> {
     design::ensure_port_requests_db(couch).await
 }
 
+const CLAIMS_ADOPTED: &str = "claims_adopted";
+
+/// Makes the number claims of every open request that lacks them (requests Kazoo or an older
+/// version wrote), and notes that it was done. Returns how many claims were made.
+pub async fn adopt_claims(couch: &Couch) -> Result<usize, StoreError> {
+    crate::notify::ensure_db(couch).await?;
+    let made = crate::port_requests::numbers::adopt_all(couch).await?;
+    let mut mark = json!({ "_id": CLAIMS_ADOPTED, "pvt_type": "marker", "at": now_gregorian() });
+    if let Some(existing) = couch.get(dbs::SERVICE, CLAIMS_ADOPTED).await? {
+        mark["_rev"] = existing["_rev"].clone();
+    }
+    match couch.save(dbs::SERVICE, &mut mark).await {
+        Ok(_) | Err(StoreError::Conflict) => Ok(made),
+        Err(e) => Err(e),
+    }
+}
+
+/// On the first start against a database, adopts the claims in the background (later
+/// changes written elsewhere are adopted by the delivery follower).
+pub fn spawn_claim_adoption(state: actix_web::web::Data<crate::state::AppState>) {
+    tokio::spawn(async move {
+        match state.couch.get(dbs::SERVICE, CLAIMS_ADOPTED).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match adopt_claims(&state.couch).await {
+                Ok(made) => tracing::info!(claims = made, "claimed the numbers of the open port requests"),
+                Err(e) => tracing::warn!(error = %e, "cannot claim the numbers of the open port requests"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot tell whether the open numbers are claimed"),
+        }
+    });
+}
+
 /// Creates `doc` unless a document with its id exists. Returns whether it was created.
 async fn create_if_missing(couch: &Couch, db: &str, mut doc: Value) -> Result<bool, StoreError> {
     match couch.save(db, &mut doc).await {
@@ -84,7 +116,7 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
         .put_attachment(
             (dbs::SYSTEM_AUTH, kid, &rev),
             &NewAttachment { name: "private_key.pem", content_type: "application/x-pem-file", length: pem.len() },
-            pem.clone(),
+            &|| reqwest::Body::from(pem.clone()),
         )
         .await
     {

@@ -36,36 +36,65 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { name, reason: reason.into() }
 }
 
-/// Where CouchDB is and how to log in. Credentials are split off the URL at parse time.
+/// One CouchDB node and how to log in to it. Credentials are split off the URL at parse time.
 #[derive(Clone, Debug)]
-pub struct CouchSettings {
+pub struct CouchNode {
     pub url: Url,
     pub username: Option<String>,
     pub password: Option<Secret>,
+}
+
+impl CouchNode {
+    /// The URL without credentials, safe to print.
+    pub fn display_url(&self) -> String {
+        self.url.as_str().trim_end_matches('/').to_owned()
+    }
+}
+
+/// Where CouchDB is: one node, or several nodes of one cluster (comma-separated), which the
+/// service spreads its requests over and fails over between.
+#[derive(Clone, Debug)]
+pub struct CouchSettings {
+    pub nodes: Vec<CouchNode>,
     pub timeout: Duration,
 }
 
 impl CouchSettings {
+    /// `http://admin:pw@a:5984` or `http://admin:pw@a:5984,http://b:5984,...`; a node without
+    /// credentials uses the first node's.
     pub fn parse(raw: &str, timeout: Duration) -> Result<Self, ConfigError> {
         const NAME: &str = "COUCHDB_URL";
-        let mut url = Url::parse(raw).map_err(|e| invalid(NAME, e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(NAME, "the scheme must be http or https"));
+        let mut nodes: Vec<CouchNode> = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut url = Url::parse(part).map_err(|e| invalid(NAME, e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(NAME, "the scheme must be http or https"));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid(NAME, "a host is required"));
+            }
+            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let mut username = (!url.username().is_empty()).then(|| decode(url.username()));
+            let mut password = url.password().map(|p| Secret::new(decode(p)));
+            if username.is_none()
+                && let Some(first) = nodes.first()
+            {
+                username = first.username.clone();
+                password = first.password.clone();
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            nodes.push(CouchNode { url, username, password });
         }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid(NAME, "a host is required"));
+        if nodes.is_empty() {
+            return Err(invalid(NAME, "at least one URL is required"));
         }
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let username = (!url.username().is_empty()).then(|| decode(url.username()));
-        let password = url.password().map(|p| Secret::new(decode(p)));
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        Ok(Self { url, username, password, timeout })
+        Ok(Self { nodes, timeout })
     }
 
-    /// The URL without credentials, safe to print.
+    /// The URLs without credentials, safe to print.
     pub fn display_url(&self) -> String {
-        self.url.as_str().trim_end_matches('/').to_owned()
+        self.nodes.iter().map(CouchNode::display_url).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -117,11 +146,11 @@ pub struct OutboxSettings {
     pub give_up_after: Duration,
     /// How long a claimed item stays with the instance that claimed it.
     pub lease: Duration,
-    /// How long an item waits for the change it announces to be saved before it is dropped
-    /// (and a completion that never got saved is undone).
-    pub proof_grace: Duration,
     pub reminder_age: Duration,
     pub reminder_interval: Duration,
+    /// How old the number documents of an unfinished completion must be before the repair pass
+    /// removes them (it also runs this often).
+    pub completion_grace: Duration,
     /// Deliver webhooks to loopback and private addresses (off: a request could make the
     /// service call into the operator's network).
     pub allow_private_webhooks: bool,
@@ -144,7 +173,7 @@ pub struct Settings {
     pub node_name: String,
     /// How long account docs, keys and secrets are cached.
     pub cache_ttl: Duration,
-    /// Port request documents kept in memory, current through the changes feed (0: off).
+    /// Port request documents kept to be revalidated with CouchDB instead of re-read (0: off).
     pub doc_cache: u64,
     /// Overrides `system_config/number_manager`'s
     /// `allow_port_transition_from_submitted_to_scheduled` when set.
@@ -159,7 +188,8 @@ pub struct Settings {
 /// Raw values as they come from the environment or the command line.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SettingsArgs {
-    /// CouchDB (or compatible) server; credentials may be in the URL.
+    /// CouchDB (or compatible) server, or several nodes of one cluster (comma-separated);
+    /// credentials may be in the URL.
     #[arg(long, env = "COUCHDB_URL", default_value = "http://127.0.0.1:5984", hide_env_values = true, global = true)]
     pub couchdb_url: String,
     /// Seconds before a CouchDB request counts as failed (503 datastore_unreachable).
@@ -195,9 +225,9 @@ pub struct SettingsArgs {
     /// Seconds account documents, signing keys and secrets stay cached.
     #[arg(long, env = "CACHE_TTL", default_value_t = 10, global = true)]
     pub cache_ttl: u64,
-    /// Port request documents kept in memory for reads, kept current by CouchDB's changes feed;
-    /// 0 turns the cache (and the feed) off.
-    #[arg(long, env = "DOC_CACHE", default_value_t = 20_000, global = true)]
+    /// Port request documents kept in memory; a read asks CouchDB whether its copy is current
+    /// (If-None-Match) and is sent the document only when it is not; 0 turns it off.
+    #[arg(long, env = "DOC_CACHE", default_value_t = 5_000, global = true)]
     pub doc_cache: u64,
     /// Allow submitted -> scheduled (default: system_config number_manager, else false).
     #[arg(long, env = "ALLOW_SUBMITTED_TO_SCHEDULED", global = true)]
@@ -232,15 +262,16 @@ pub struct SettingsArgs {
     /// Seconds a claimed item stays with its instance.
     #[arg(long, env = "OUTBOX_LEASE", default_value_t = 120, global = true)]
     pub outbox_lease: u64,
-    /// Seconds an item waits for the change it announces to be saved.
-    #[arg(long, env = "OUTBOX_PROOF_GRACE", default_value_t = 120, global = true)]
-    pub outbox_proof_grace: u64,
     /// Seconds a request may stay unconfirmed before a port_unconfirmed reminder (each period).
     #[arg(long, env = "REMINDER_AGE", default_value_t = 604_800, global = true)]
     pub reminder_age: u64,
     /// Seconds between looks for unconfirmed requests.
     #[arg(long, env = "REMINDER_INTERVAL", default_value_t = 3600, global = true)]
     pub reminder_interval: u64,
+    /// Seconds after which number documents of a completion whose request was never saved
+    /// (the process died in between) are removed; also how often that is looked for.
+    #[arg(long, env = "COMPLETION_GRACE", default_value_t = 120, global = true)]
+    pub completion_grace: u64,
 }
 
 pub fn hostname() -> String {
@@ -308,9 +339,9 @@ impl SettingsArgs {
                 retry_max: Duration::from_secs(self.outbox_retry_max.max(1)),
                 give_up_after: Duration::from_secs(self.outbox_give_up.max(1)),
                 lease: Duration::from_secs(self.outbox_lease.max(1)),
-                proof_grace: Duration::from_secs(self.outbox_proof_grace.max(1)),
                 reminder_age: Duration::from_secs(self.reminder_age.max(1)),
                 reminder_interval: Duration::from_secs(self.reminder_interval.max(1)),
+                completion_grace: Duration::from_secs(self.completion_grace.max(1)),
                 allow_private_webhooks: self.webhook_allow_private,
             },
         })
@@ -324,10 +355,23 @@ mod tests {
     #[test]
     fn credentials_are_split_off_the_couch_url() {
         let c = CouchSettings::parse("http://admin:s%40cret@db.example:5984/", Duration::from_secs(1)).unwrap();
-        assert_eq!(c.username.as_deref(), Some("admin"));
-        assert_eq!(c.password.as_ref().map(Secret::expose), Some("s@cret"));
+        assert_eq!(c.nodes[0].username.as_deref(), Some("admin"));
+        assert_eq!(c.nodes[0].password.as_ref().map(Secret::expose), Some("s@cret"));
         assert_eq!(c.display_url(), "http://db.example:5984");
         assert!(!format!("{c:?}").contains("cret"));
+    }
+
+    #[test]
+    fn several_nodes_share_the_first_credentials() {
+        let c =
+            CouchSettings::parse("http://admin:pw@a:5984, http://b:5984,http://u:other@c:5984", Duration::from_secs(1))
+                .unwrap();
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[1].username.as_deref(), Some("admin"));
+        assert_eq!(c.nodes[1].password.as_ref().map(Secret::expose), Some("pw"));
+        assert_eq!(c.nodes[2].username.as_deref(), Some("u"));
+        assert_eq!(c.display_url(), "http://a:5984,http://b:5984,http://c:5984");
+        assert!(CouchSettings::parse(" , ", Duration::from_secs(1)).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub couch_seconds: HistogramVec,
     pub couch_errors: IntCounterVec,
+    pub couch_settled: IntCounterVec,
+    pub couch_nodes_up: IntGauge,
     pub deliveries: IntCounterVec,
     pub outbox_pending: IntGauge,
     pub outbox_failed: IntGauge,
@@ -40,6 +42,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     let couch_errors =
         IntCounterVec::new(Opts::new("couchdb_errors_total", "Failed CouchDB calls by kind"), &["kind"])?;
+    let couch_settled = IntCounterVec::new(
+        Opts::new("couchdb_settled_writes_total", "Writes only some copies confirmed, by whether they won"),
+        &["result"],
+    )?;
+    let couch_nodes_up = IntGauge::new("couchdb_nodes_up", "CouchDB nodes answering, as last seen")?;
     let deliveries = IntCounterVec::new(
         Opts::new("outbox_deliveries_total", "Delivery attempts by channel and result"),
         &["channel", "result"],
@@ -55,6 +62,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
     for result in ["ok", "error"] {
         loa_renders.with_label_values(&[result]);
     }
+    for result in ["won", "lost"] {
+        couch_settled.with_label_values(&[result]);
+    }
     for channel in ["email", "webhook", "carrier_push"] {
         for result in ["delivered", "skipped", "error"] {
             deliveries.with_label_values(&[channel, result]);
@@ -64,6 +74,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(request_seconds.clone()))?;
     registry.register(Box::new(couch_seconds.clone()))?;
     registry.register(Box::new(couch_errors.clone()))?;
+    registry.register(Box::new(couch_settled.clone()))?;
+    registry.register(Box::new(couch_nodes_up.clone()))?;
     registry.register(Box::new(deliveries.clone()))?;
     registry.register(Box::new(outbox_pending.clone()))?;
     registry.register(Box::new(outbox_failed.clone()))?;
@@ -76,6 +88,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         request_seconds,
         couch_seconds,
         couch_errors,
+        couch_settled,
+        couch_nodes_up,
         deliveries,
         outbox_pending,
         outbox_failed,

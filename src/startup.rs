@@ -36,9 +36,7 @@ impl Application {
         let info = web::Data::new(EnvelopeInfo::new(&settings.node_name));
         let state = web::Data::new(AppState::new(settings, couch)?);
         crate::notify::spawn(state.clone());
-        if state.settings.doc_cache > 0 {
-            state.docs.spawn_follower(state.couch.clone());
-        }
+        bootstrap::spawn_claim_adoption(state.clone());
 
         let server = HttpServer::new(move || {
             App::new()

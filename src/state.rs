@@ -5,7 +5,7 @@ use crate::configuration::Settings;
 use crate::couch::Couch;
 use crate::directory::Directory;
 use crate::loa::LoaRenderer;
-use crate::notify::Outbox;
+use crate::notify::Deliveries;
 use crate::notify::email::Mailer;
 
 /// How the service names itself to webhooks and carriers.
@@ -17,11 +17,11 @@ pub struct AppState {
     pub directory: Directory,
     pub auth: Authenticator,
     pub loa: LoaRenderer,
-    pub outbox: Outbox,
+    pub deliveries: Deliveries,
     pub mailer: Mailer,
     /// For webhooks and the carrier push.
     pub http: reqwest::Client,
-    /// Port request documents, kept current by the changes feed.
+    /// Port request documents read lately, used when CouchDB confirms they are current.
     pub docs: crate::port_requests::cache::DocCache,
 }
 
@@ -36,10 +36,10 @@ impl AppState {
             settings.loa_timeout,
             settings.cache_ttl,
         );
-        let outbox = Outbox::new(couch.clone(), &settings.outbox.queue);
+        let deliveries = Deliveries::new(&settings.outbox.queue);
         let mailer = Mailer::new(&settings)?;
         let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
         let docs = crate::port_requests::cache::DocCache::new(settings.doc_cache);
-        Ok(Self { settings, couch, directory, auth, loa, outbox, mailer, http, docs })
+        Ok(Self { settings, couch, directory, auth, loa, deliveries, mailer, http, docs })
     }
 }

@@ -5,7 +5,7 @@
 //! differs from the shipped file. Installing twice changes nothing.
 
 use super::{Couch, StoreError, StoreResult, dbs, encode};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 pub const KAZOO_DDOC: &str = "port_requests";
@@ -35,7 +35,7 @@ pub enum Installed {
 
 async fn read_design(couch: &Couch, db: &str, name: &str) -> StoreResult<Option<Value>> {
     let path = format!("/{}/_design/{}", encode(db), encode(name));
-    let resp = couch.request(Method::GET, &path).send().await?;
+    let resp = couch.get_path(&path, &[]).await?;
     match resp.status() {
         StatusCode::NOT_FOUND => Ok(None),
         s if s.is_success() => Ok(Some(resp.json().await?)),
@@ -43,14 +43,11 @@ async fn read_design(couch: &Couch, db: &str, name: &str) -> StoreResult<Option<
     }
 }
 
-async fn write_design(couch: &Couch, db: &str, name: &str, doc: &Value) -> StoreResult<()> {
-    let path = format!("/{}/_design/{}", encode(db), encode(name));
-    let resp = couch.request(Method::PUT, &path).json(doc).send().await?;
-    match resp.status() {
-        s if s.is_success() => Ok(()),
+async fn write_design(couch: &Couch, db: &str, doc: &Value) -> StoreResult<()> {
+    match couch.save(db, &mut doc.clone()).await {
         // another instance installed it at the same moment: theirs is as good as ours
-        StatusCode::CONFLICT => Ok(()),
-        s => Err(StoreError::Fault(format!("writing _design/{name}: {s}"))),
+        Ok(_) | Err(StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -64,7 +61,7 @@ pub async fn install_if_missing(couch: &Couch, db: &str, doc: &Value) -> StoreRe
     if read_design(couch, db, name).await?.is_some() {
         return Ok(Installed::Unchanged);
     }
-    write_design(couch, db, name, doc).await?;
+    write_design(couch, db, doc).await?;
     Ok(Installed::Created)
 }
 
@@ -73,7 +70,7 @@ pub async fn install_or_update(couch: &Couch, db: &str, doc: &Value) -> StoreRes
     let name = name_of(doc);
     match read_design(couch, db, name).await? {
         None => {
-            write_design(couch, db, name, doc).await?;
+            write_design(couch, db, doc).await?;
             Ok(Installed::Created)
         }
         Some(existing) if existing["views"] == doc["views"] && existing["language"] == doc["language"] => {
@@ -82,10 +79,23 @@ pub async fn install_or_update(couch: &Couch, db: &str, doc: &Value) -> StoreRes
         Some(existing) => {
             let mut updated = doc.clone();
             updated["_rev"] = existing["_rev"].clone();
-            write_design(couch, db, name, &updated).await?;
+            write_design(couch, db, &updated).await?;
             Ok(Installed::Updated)
         }
     }
+}
+
+/// Removes a design document of an earlier version, if it is there.
+pub async fn remove(couch: &Couch, db: &str, name: &str) -> StoreResult<()> {
+    if let Some(existing) = read_design(couch, db, name).await?
+        && let Some(rev) = existing["_rev"].as_str()
+    {
+        match couch.delete(db, &format!("_design/{name}"), rev).await {
+            Ok(_) | Err(StoreError::Conflict) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure `port_requests` exists with both design documents.

@@ -1,15 +1,24 @@
-//! The CouchDB edge: a thin layer over couch_rs that speaks Kazoo's database layout and
-//! turns every failure into one of four outcomes the HTTP layer knows how to answer.
+//! The CouchDB edge: the nodes of one CouchDB (or one cluster) behind a single handle that
+//! speaks Kazoo's database layout, spreads requests over the nodes and fails over between them,
+//! and turns every failure into one of a few outcomes the HTTP layer knows how to answer.
+//!
+//! Reads are CouchDB's own, at its default read quorum. Writes (`write.rs`) ask every copy and,
+//! on a cluster, find out whether their revision won before they report success.
 
+pub mod changes;
 pub mod design;
+mod nodes;
+mod write;
+
+pub use write::{NewAttachment, choose};
 
 use crate::configuration::CouchSettings;
-use couch_rs::error::CouchError;
-use couch_rs::types::query::QueryParams;
+use nodes::Nodes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use std::error::Error as _;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// Database names as Kazoo uses them.
 pub mod dbs {
@@ -17,7 +26,7 @@ pub mod dbs {
     pub const ACCOUNTS: &str = "accounts";
     pub const SYSTEM_CONFIG: &str = "system_config";
     pub const SYSTEM_AUTH: &str = "system_auth";
-    /// Our own database (outbox, LOA cache, ...): Kazoo never touches it.
+    /// Our own database (number claims, delivery records, ...): Kazoo never touches it.
     pub const SERVICE: &str = "kazoo_port_requests";
 }
 
@@ -71,18 +80,6 @@ fn classify_status(status: StatusCode, what: String) -> StoreError {
     }
 }
 
-fn classify(e: CouchError) -> StoreError {
-    if let Some(re) = e.source().and_then(|s| s.downcast_ref::<reqwest::Error>())
-        && re.status().is_none()
-    {
-        return classify_reqwest(re);
-    }
-    match e.status() {
-        Some(status) => classify_status(status, e.to_string()),
-        None => StoreError::Fault(e.to_string()),
-    }
-}
-
 impl From<reqwest::Error> for StoreError {
     fn from(e: reqwest::Error) -> Self {
         match e.status() {
@@ -92,22 +89,19 @@ impl From<reqwest::Error> for StoreError {
     }
 }
 
-/// Runs an idempotent read once more when the connection failed under it (a kept-alive
-/// connection the server closed just as it was reused). Only reads: a write may have landed
-/// before its connection broke, and sent again it would be a false conflict.
-async fn read<T, F: Future<Output = StoreResult<T>>>(call: impl Fn() -> F) -> StoreResult<T> {
-    match call().await {
-        Err(StoreError::Disconnected(_)) => call().await,
-        other => other,
-    }
+/// Fails on anything but a 2xx, naming what was being done.
+async fn success(resp: Response, what: impl FnOnce() -> String) -> StoreResult<Response> {
+    if resp.status().is_success() { Ok(resp) } else { Err(classify_status(resp.status(), what())) }
 }
 
-/// What an attachment is called and holds.
-#[derive(Debug, Clone, Copy)]
-pub struct NewAttachment<'a> {
-    pub name: &'a str,
-    pub content_type: &'a str,
-    pub length: usize,
+/// How a request may be sent again on another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// A read: sent again on any failure (on another node when there is one).
+    Read,
+    /// A write: sent again only when it never left (the connection could not be opened),
+    /// since one that may have landed would come back as a false conflict.
+    Write,
 }
 
 /// One row of a view answer.
@@ -117,6 +111,16 @@ pub struct ViewRow {
     pub key: Value,
     pub value: Value,
     pub doc: Option<Value>,
+}
+
+/// How current a view answer must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Freshness {
+    /// Brought up to date with every write before answering (CouchDB's default).
+    #[default]
+    Current,
+    /// The index as it stands; CouchDB brings it up to date after answering.
+    AsIndexed,
 }
 
 /// Which part of a view to read. Keys are JSON, as CouchDB takes them.
@@ -131,6 +135,7 @@ pub struct ViewQuery {
     pub skip: Option<u64>,
     pub descending: bool,
     pub include_docs: bool,
+    pub freshness: Freshness,
 }
 
 impl ViewQuery {
@@ -147,151 +152,238 @@ impl ViewQuery {
         self
     }
 
-    fn params(&self) -> QueryParams<Value> {
-        QueryParams {
-            key: self.key.clone(),
-            keys: self.keys.clone(),
-            start_key: self.start_key.clone(),
-            start_key_doc_id: self.start_key_doc_id.clone(),
-            end_key: self.end_key.clone(),
-            limit: self.limit,
-            skip: self.skip.filter(|s| *s > 0),
-            descending: self.descending.then_some(true),
-            include_docs: self.include_docs.then_some(true),
-            reduce: Some(false),
-            ..QueryParams::default()
+    /// Query-string parameters (JSON values, as CouchDB reads them); `keys` go in the body.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut p = vec![("reduce", "false".to_owned())];
+        let mut json_param = |name: &'static str, v: &Option<Value>| {
+            if let Some(v) = v {
+                p.push((name, v.to_string()));
+            }
+        };
+        json_param("key", &self.key);
+        json_param("start_key", &self.start_key);
+        json_param("end_key", &self.end_key);
+        if let Some(id) = &self.start_key_doc_id {
+            p.push(("start_key_doc_id", id.clone()));
         }
+        if let Some(l) = self.limit {
+            p.push(("limit", l.to_string()));
+        }
+        if let Some(s) = self.skip.filter(|s| *s > 0) {
+            p.push(("skip", s.to_string()));
+        }
+        if self.descending {
+            p.push(("descending", "true".into()));
+        }
+        if self.include_docs {
+            p.push(("include_docs", "true".into()));
+        }
+        if self.freshness == Freshness::AsIndexed {
+            p.push(("update", "lazy".into()));
+        }
+        p
     }
 }
 
-/// A handle on the CouchDB server. Cheap to clone (one shared connection pool).
+/// A conditional read's answer.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The revision asked about is still the current one.
+    Unchanged,
+    Doc(Value),
+    Missing,
+}
+
+/// A handle on CouchDB: one node or a cluster's nodes. Cheap to clone (shared pools).
 #[derive(Clone)]
 pub struct Couch {
-    client: couch_rs::Client,
+    nodes: Arc<Nodes>,
+    /// Copies (`n`) of each database on a cluster; `None` where the server has no such notion
+    /// (PouchDB Server). Learned once per database.
+    copies: Arc<RwLock<HashMap<String, Option<u32>>>>,
 }
 
 impl Couch {
     pub fn new(settings: &CouchSettings) -> anyhow::Result<Self> {
-        let client = couch_rs::Client::new_with_timeout(
-            settings.url.as_str(),
-            settings.username.as_deref(),
-            settings.password.as_ref().map(|p| p.expose()),
-            Some(settings.timeout.as_secs()),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot build the CouchDB client: {e}"))?;
-        Ok(Self { client })
+        Ok(Self { nodes: Arc::new(Nodes::new(settings)?), copies: Arc::default() })
     }
 
-    fn database(&self, db: &str) -> couch_rs::database::Database {
-        couch_rs::database::Database::new(encode(db), self.client.clone())
-    }
-
-    /// A raw request for what couch_rs has no call for (attachments, `_all_docs` by keys).
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.req(method, path, None)
-    }
-
+    /// `/db/id`, with `_design/` left as it is (CouchDB redirects an escaped one).
     pub fn doc_path(db: &str, id: &str) -> String {
-        format!("/{}/{}", encode(db), encode(id))
+        match id.strip_prefix("_design/") {
+            Some(name) => format!("/{}/_design/{}", encode(db), encode(name)),
+            None => format!("/{}/{}", encode(db), encode(id)),
+        }
+    }
+
+    fn db_path(db: &str) -> String {
+        format!("/{}", encode(db))
+    }
+
+    /// How many nodes answer now.
+    pub fn nodes_up(&self) -> (usize, usize) {
+        (self.nodes.up_count(), self.nodes.len())
+    }
+
+    /// Sends a request built by `build` (for the node it goes to), failing over between nodes
+    /// as `resend` allows. Any answer from CouchDB counts as the node being up, but a 502/503/504
+    /// to a read is tried on the next node first.
+    pub async fn send(
+        &self,
+        resend: Resend,
+        build: impl Fn(&couch_rs::Client) -> RequestBuilder,
+    ) -> StoreResult<Response> {
+        let order = self.nodes.order();
+        // one node: a read is sent once more when its connection broke (a kept-alive connection
+        // the server closed as it was reused), never after a timeout, which would double the wait
+        let attempts = if order.len() == 1 && resend == Resend::Read { 2 } else { order.len() };
+        let mut last = StoreError::Unreachable("no CouchDB node".into());
+        let several = order.len() > 1;
+        for k in 0..attempts {
+            let node = self.nodes.get(order[k % order.len()]);
+            match build(&node.client).send().await {
+                Ok(resp) => {
+                    let overloaded = matches!(resp.status().as_u16(), 502..=504);
+                    if overloaded && resend == Resend::Read && k + 1 < attempts {
+                        node.failed(several);
+                        last = classify_status(resp.status(), format!("node {}", node.shown));
+                        continue;
+                    }
+                    node.answered(several);
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let never_left = e.is_connect();
+                    node.failed(several);
+                    last = classify_reqwest(&e);
+                    let may_resend = match resend {
+                        Resend::Write => never_left,
+                        Resend::Read => order.len() > 1 || matches!(last, StoreError::Disconnected(_)),
+                    };
+                    if !may_resend {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// A read of `path` (failing over), for what has no call of its own (attachments streamed
+    /// to a client, design documents).
+    pub async fn get_path(&self, path: &str, query: &[(&str, &str)]) -> StoreResult<Response> {
+        self.send(Resend::Read, |c| c.req(Method::GET, path, None).query(query)).await
     }
 
     /// `GET /`: the server's welcome document. Proves CouchDB answers.
     pub async fn server_info(&self) -> StoreResult<Value> {
         let _timer = crate::metrics::CouchTimer::start("server_info");
-        read(move || async move {
-            let resp = self.request(Method::GET, "/").send().await?;
-            if !resp.status().is_success() {
-                return Err(classify_status(resp.status(), "server info".into()));
-            }
-            Ok(resp.json().await?)
-        })
-        .await
+        let resp = success(self.get_path("/", &[]).await?, || "server info".into()).await?;
+        Ok(resp.json().await?)
     }
 
     /// Creates the database if it is missing. Never touches an existing one.
     pub async fn ensure_db(&self, db: &str) -> StoreResult<()> {
         let _timer = crate::metrics::CouchTimer::start("ensure_db");
-        let path = format!("/{}", encode(db));
-        let head = self.request(Method::HEAD, &path).send().await?;
+        let path = Self::db_path(db);
+        let head = self.send(Resend::Read, |c| c.req(Method::HEAD, &path, None)).await?;
         if head.status().is_success() {
             return Ok(());
         }
-        let resp = self.request(Method::PUT, &path).send().await?;
+        let resp = self.send(Resend::Write, |c| c.req(Method::PUT, &path, None)).await?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::PRECONDITION_FAILED => Ok(()),
             s => Err(classify_status(s, format!("creating database {db}"))),
         }
     }
 
+    /// The number of copies of `db` on a cluster (`None` without that notion, or for a
+    /// database that does not exist yet).
+    pub async fn copies(&self, db: &str) -> StoreResult<Option<u32>> {
+        if let Some(known) = self.copies.read().ok().and_then(|m| m.get(db).copied()) {
+            return Ok(known);
+        }
+        let resp = self.get_path(&Self::db_path(db), &[]).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let info: Value = success(resp, || format!("reading database {db}")).await?.json().await?;
+        let n = info.pointer("/cluster/n").and_then(Value::as_u64).map(|n| n as u32);
+        if let Ok(mut m) = self.copies.write() {
+            m.insert(db.to_owned(), n);
+        }
+        Ok(n)
+    }
+
     /// Reads one document; `None` when it (or its database) does not exist.
     pub async fn get(&self, db: &str, id: &str) -> StoreResult<Option<Value>> {
+        match self.get_if_changed(db, id, None).await? {
+            Fetched::Doc(doc) => Ok(Some(doc)),
+            Fetched::Unchanged | Fetched::Missing => Ok(None),
+        }
+    }
+
+    /// Reads one document unless its current revision is still `known` (CouchDB answers 304
+    /// and sends nothing): the caller's copy is then proven current.
+    pub async fn get_if_changed(&self, db: &str, id: &str, known: Option<&str>) -> StoreResult<Fetched> {
         let _timer = crate::metrics::CouchTimer::start("get");
-        read(move || async move {
-            match self.database(db).get_raw(id).await {
-                Ok(doc) => Ok(Some(doc)),
-                Err(e) => match classify(e) {
-                    StoreError::NotFound => Ok(None),
-                    other => Err(other),
-                },
-            }
-        })
-        .await
-    }
-
-    /// Writes a document that carries its `_id` (and `_rev` unless new). A stale or missing
-    /// `_rev` gives `Conflict`: nothing is ever overwritten blindly. Sets the new `_rev`.
-    pub async fn save(&self, db: &str, doc: &mut Value) -> StoreResult<String> {
-        let _timer = crate::metrics::CouchTimer::start("save");
-        if doc.get("_id").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(StoreError::Fault("refusing to save a document without _id".into()));
-        }
-        self.database(db).save(doc).await.map(|d| d.rev).map_err(classify)
-    }
-
-    /// Saves several documents in one request; returns per-document results in order.
-    pub async fn bulk_save(&self, db: &str, docs: &[Value]) -> StoreResult<Vec<Result<String, StoreError>>> {
-        let _timer = crate::metrics::CouchTimer::start("bulk_save");
-        let path = format!("/{}/_bulk_docs", encode(db));
-        let resp = self.request(Method::POST, &path).json(&json!({ "docs": docs })).send().await?;
-        if !resp.status().is_success() {
-            return Err(classify_status(resp.status(), format!("bulk save to {db}")));
-        }
-        let rows: Vec<Value> = resp.json().await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| match (r.get("rev").and_then(Value::as_str), r.get("error").and_then(Value::as_str)) {
-                (Some(rev), None) => Ok(rev.to_owned()),
-                (_, Some("conflict")) => Err(StoreError::Conflict),
-                (_, err) => Err(StoreError::Fault(err.unwrap_or("unknown").to_owned())),
+        let path = Self::doc_path(db, id);
+        let etag = known.map(|rev| format!("\"{rev}\""));
+        let resp = self
+            .send(Resend::Read, |c| {
+                let r = c.req(Method::GET, &path, None);
+                match &etag {
+                    Some(tag) => r.header(reqwest::header::IF_NONE_MATCH, tag),
+                    None => r,
+                }
             })
-            .collect())
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_MODIFIED => Ok(Fetched::Unchanged),
+            StatusCode::NOT_FOUND => Ok(Fetched::Missing),
+            s if s.is_success() => Ok(Fetched::Doc(resp.json().await?)),
+            s => Err(classify_status(s, format!("reading {db}/{id}"))),
+        }
     }
 
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
         let _timer = crate::metrics::CouchTimer::start("view");
-        let result = read(move || async move {
-            self.database(db).query_raw(ddoc, view, Some(query.params())).await.map_err(classify)
-        })
-        .await?;
-        Ok(result.rows.into_iter().map(|r| ViewRow { id: r.id, key: r.key, value: r.value, doc: r.doc }).collect())
+        let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
+        let params = query.params();
+        let resp = self
+            .send(Resend::Read, |c| {
+                if query.keys.is_empty() {
+                    c.req(Method::GET, &path, None).query(&params)
+                } else {
+                    c.req(Method::POST, &path, None).query(&params).json(&json!({ "keys": query.keys }))
+                }
+            })
+            .await?;
+        let body: Value = success(resp, || format!("querying {ddoc}/{view}")).await?.json().await?;
+        let rows = match body.get("rows") {
+            Some(Value::Array(rows)) => rows,
+            _ => return Err(StoreError::Fault(format!("{ddoc}/{view} answered without rows"))),
+        };
+        Ok(rows
+            .iter()
+            .map(|r| ViewRow {
+                id: r.get("id").and_then(Value::as_str).map(str::to_owned),
+                key: r.get("key").cloned().unwrap_or(Value::Null),
+                value: r.get("value").cloned().unwrap_or(Value::Null),
+                doc: r.get("doc").filter(|d| d.is_object()).cloned(),
+            })
+            .collect())
     }
 
     /// How many rows of a view (with a `_count` reduce) lie between two keys.
     pub async fn view_count(&self, db: &str, ddoc: &str, view: &str, start: Value, end: Value) -> StoreResult<u64> {
         let _timer = crate::metrics::CouchTimer::start("view_count");
         let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
-        let body = &json!({ "start_key": start, "end_key": end, "reduce": true });
-        let path = &path;
-        read(move || async move {
-            let resp = self.request(Method::POST, path).json(body).send().await?;
-            if !resp.status().is_success() {
-                return Err(classify_status(resp.status(), format!("counting {view}")));
-            }
-            let body: Value = resp.json().await?;
-            Ok(body["rows"].get(0).and_then(|r| r["value"].as_u64()).unwrap_or(0))
-        })
-        .await
+        let body = json!({ "start_key": start, "end_key": end, "reduce": true });
+        let resp = self.send(Resend::Read, |c| c.req(Method::POST, &path, None).json(&body)).await?;
+        let body: Value = success(resp, || format!("counting {view}")).await?.json().await?;
+        Ok(body["rows"].get(0).and_then(|r| r["value"].as_u64()).unwrap_or(0))
     }
 
     /// Reads several documents by id at once; missing or deleted ones are skipped.
@@ -301,29 +393,24 @@ impl Couch {
             return Ok(Vec::new());
         }
         let path = format!("/{}/_all_docs", encode(db));
-        let (keys, path) = (&json!({ "keys": ids }), &path);
-        read(move || async move {
-            let req = self.request(Method::POST, path).query(&[("include_docs", "true")]).json(keys);
-            Self::docs_of(req, db).await
-        })
-        .await
+        let keys = json!({ "keys": ids });
+        let resp = self
+            .send(Resend::Read, |c| c.req(Method::POST, &path, None).query(&[("include_docs", "true")]).json(&keys))
+            .await?;
+        Self::docs_of(resp, db).await
     }
 
     /// Every document of a database (at most `limit`); a missing database has none.
     pub async fn all_docs(&self, db: &str, limit: u64) -> StoreResult<Vec<Value>> {
         let _timer = crate::metrics::CouchTimer::start("all_docs");
         let path = format!("/{}/_all_docs", encode(db));
-        let (limit, path) = (&limit.to_string(), &path);
-        read(move || async move {
-            let req = self.request(Method::GET, path).query(&[("include_docs", "true"), ("limit", limit.as_str())]);
-            Self::docs_of(req, db).await
-        })
-        .await
+        let limit = limit.to_string();
+        let resp = self.get_path(&path, &[("include_docs", "true"), ("limit", limit.as_str())]).await?;
+        Self::docs_of(resp, db).await
     }
 
     /// The documents of an `_all_docs` answer (missing or deleted ones left out).
-    async fn docs_of(req: reqwest::RequestBuilder, db: &str) -> StoreResult<Vec<Value>> {
-        let resp = req.send().await?;
+    async fn docs_of(resp: Response, db: &str) -> StoreResult<Vec<Value>> {
         match resp.status() {
             StatusCode::NOT_FOUND => return Ok(Vec::new()),
             s if !s.is_success() => return Err(classify_status(s, format!("reading {db}"))),
@@ -339,13 +426,7 @@ impl Couch {
     /// Reads an attachment's bytes and content type.
     pub async fn get_attachment(&self, db: &str, id: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
         let _timer = crate::metrics::CouchTimer::start("get_attachment");
-        let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
-        let path = &path;
-        read(move || async move { self.attachment_once(path, name).await }).await
-    }
-
-    async fn attachment_once(&self, path: &str, name: &str) -> StoreResult<Option<(String, bytes::Bytes)>> {
-        let resp = self.request(Method::GET, path).send().await?;
+        let resp = self.attachment(db, id, name).await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if !s.is_success() => Err(classify_status(s, format!("reading attachment {name}"))),
@@ -361,32 +442,9 @@ impl Couch {
         }
     }
 
-    /// Adds or replaces an attachment on a document at revision `rev`; returns the new rev.
-    pub async fn put_attachment(
-        &self,
-        (db, id, rev): (&str, &str, &str),
-        file: &NewAttachment<'_>,
-        body: impl Into<reqwest::Body>,
-    ) -> StoreResult<String> {
-        let NewAttachment { name, content_type, length } = *file;
-        let _timer = crate::metrics::CouchTimer::start("put_attachment");
+    /// The response of an attachment GET, to stream on.
+    pub async fn attachment(&self, db: &str, id: &str, name: &str) -> StoreResult<Response> {
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            content_type.parse().map_err(|_| StoreError::Fault("bad content type".into()))?,
-        );
-        // a streamed body needs its length announced: CouchDB refuses chunked attachments
-        headers.insert(reqwest::header::CONTENT_LENGTH, length.into());
-        let resp = self.request(Method::PUT, &path).query(&[("rev", rev)]).headers(headers).body(body).send().await?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(classify_status(status, format!("writing attachment {name}")));
-        }
-        let body: Value = resp.json().await?;
-        body.get("rev")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Fault("attachment saved without a rev".into()))
+        self.get_path(&path, &[]).await
     }
 }

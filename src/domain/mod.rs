@@ -2,8 +2,11 @@
 
 pub mod attachments;
 pub mod authority;
+pub mod charges;
 pub mod claims;
 pub mod comments;
+pub mod conflicts;
+pub mod events;
 pub mod fone;
 pub mod ids;
 pub mod loa;
@@ -14,3 +17,4 @@ pub mod port_request;
 pub mod port_state;
 pub mod schedule;
 pub mod time;
+pub mod validation;

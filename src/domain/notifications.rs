@@ -22,6 +22,15 @@ pub enum Audience {
     Authority,
 }
 
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Submitter => "submitter",
+            Audience::Authority => "authority",
+        }
+    }
+}
+
 /// Kazoo's templates for a move into `state`, each with its audience (§3.3).
 pub fn emails_for_state(state: PortState) -> Vec<(&'static str, Audience)> {
     use Audience::*;
@@ -131,7 +140,17 @@ fn normalize(v: &Value) -> Value {
 /// renamed, normalised; unlike 4.3, private comments are removed.
 pub fn carrier_push_body(doc: &Value) -> Value {
     let mut out: Map<String, Value> = doc.as_object().cloned().unwrap_or_default();
-    for k in ["_rev", "ui_metadata", "_attachments", "pvt_request_id", "pvt_type", "pvt_vsn", "pvt_account_db"] {
+    // (the events hold private comments: they never leave the service)
+    for k in [
+        "_rev",
+        "ui_metadata",
+        "_attachments",
+        "pvt_request_id",
+        "pvt_type",
+        "pvt_vsn",
+        "pvt_account_db",
+        super::events::KEY,
+    ] {
         out.remove(k);
     }
     for (from, to) in [
@@ -330,7 +349,8 @@ mod tests {
     fn carrier_push_renames_and_hides() {
         let doc = json!({"_id": "p", "_rev": "1", "pvt_port_state": "submitted", "pvt_account_id": "a",
             "pvt_created": 1, "pvt_modified": 2, "pvt_type": "port_request", "pvt_tree": ["m"], "Some-Key": null,
-            "comments": [{"content": "pub"}, {"content": "secret", "is_private": true}]});
+            "comments": [{"content": "pub"}, {"content": "secret", "is_private": true}],
+            "pvt_events": [{"type": "comment", "comment": {"content": "secret", "is_private": true}}]});
         let body = carrier_push_body(&doc);
         assert_eq!(
             body,

@@ -4,7 +4,7 @@
 use super::comments;
 use super::phone_number;
 use super::port_state::PortState;
-use crate::error::{ValidationErrors, dotted_path};
+use super::validation::{ValidationErrors, dotted_path};
 use serde_json::{Map, Value, json};
 
 /// Computed for the public view; never stored.

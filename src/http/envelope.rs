@@ -146,6 +146,17 @@ impl Responder for Reply {
     }
 }
 
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// A bare rendering; the envelope middleware re-renders it with the request's id and token.
+    fn error_response(&self) -> actix_web::HttpResponse {
+        render_error(self, &RequestMeta::default(), None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,11 +231,22 @@ impl Ctx {
         matches!(self.req_value(key), Some(Value::Bool(true))) || self.req_str(key).as_deref() == Some("true")
     }
 
-    /// Authorizes the caller on `/v2/accounts/{raw}/...`: a malformed or unknown account is
-    /// 404, an account outside the caller's tree 403.
     /// Authorizes the caller on `/v2/accounts/{raw}/...` (see `authorize_account`).
     pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
         authorize_account(&self.state, &self.caller, raw).await
+    }
+
+    /// What a port request change is asked with.
+    pub fn change(&self) -> crate::port_requests::changes::Request<'_> {
+        crate::port_requests::changes::Request {
+            state: &self.state,
+            caller: &self.caller,
+            request_id: &self.request_id,
+            if_match: self.if_match.as_deref(),
+            data: self.data(),
+            reason: self.req_str("reason"),
+            accept_charges: self.req_true("accept_charges"),
+        }
     }
 }
 

@@ -27,6 +27,14 @@ pub struct File {
     pub bytes: Vec<u8>,
 }
 
+/// How a message names itself: its Message-ID (so a repeat is recognisable), and the delivery
+/// record and event it is for (headers `X-Kazoo-Port-Delivery` and `X-Kazoo-Port-Event`).
+pub struct Envelope<'a> {
+    pub message_id: &'a str,
+    pub delivery: &'a str,
+    pub event: &'a str,
+}
+
 pub struct Rendered {
     pub subject: String,
     pub html: String,
@@ -81,10 +89,10 @@ impl Mailer {
         })
     }
 
-    /// Sends one message; `id` becomes its Message-ID, so a repeat is recognisable.
+    /// Sends one message.
     pub async fn send(
         &self,
-        id: &str,
+        envelope: &Envelope<'_>,
         to: &[String],
         reply_to: Option<&str>,
         msg: &Rendered,
@@ -93,7 +101,7 @@ impl Mailer {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(msg.subject.clone())
-            .message_id(Some(format!("<{id}@{}>", self.from.email.domain())));
+            .message_id(Some(format!("<{}@{}>", envelope.message_id, self.from.email.domain())));
         for addr in to {
             builder = builder.to(addr.parse::<Mailbox>().map_err(|e| format!("bad recipient {addr}: {e}"))?);
         }
@@ -113,9 +121,15 @@ impl Mailer {
             })
         };
         let mut message = builder.multipart(body).map_err(|e| format!("building the message: {e}"))?;
-        message
-            .headers_mut()
-            .insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str("X-Kazoo-Port-Request-Outbox"), id.to_owned()));
+        let headers = message.headers_mut();
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Kazoo-Port-Delivery"),
+            envelope.delivery.to_owned(),
+        ));
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Kazoo-Port-Event"),
+            envelope.event.to_owned(),
+        ));
         self.transport.send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
     }
 }

@@ -1,216 +1,196 @@
-//! The delivery worker: claims due outbox items with a revision-guarded lease (so several
-//! instances on one CouchDB deliver each item once, and a crashed instance's items are taken
-//! over when its lease runs out), delivers them, and records every attempt.
+//! Sending: the records this instance holds (made by its follower, or taken over once their
+//! lease ran out) are delivered a few at a time, and every attempt is recorded on the record.
 
 use super::email::File;
+use super::records::{self, Outcome};
+use super::webhook::{self, Refusal};
 use crate::couch::{StoreError, ViewQuery, dbs, design};
 use crate::directory::Account;
-use crate::domain::ids::{AccountId, new_doc_id};
-use crate::domain::notifications::{
-    Audience, Happening, carrier_push_body, email_data, is_private_ip, retry_delay, signature,
-};
+use crate::domain::events::{self, Event, What};
+use crate::domain::fone;
+use crate::domain::ids::{AccountId, derived_id};
+use crate::domain::notifications::{Audience, Happening, carrier_push_body, email_data, signature, webhook_body};
 use crate::domain::port_state::PortState;
 use crate::domain::time::{now_gregorian, now_unix};
 use crate::port_requests::find_authority;
 use crate::state::AppState;
 use actix_web::web;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// How many deliveries one instance makes at a time.
+const CONCURRENCY: usize = 8;
+/// How many due records one look takes.
 const BATCH: u64 = 50;
 
 pub fn spawn(state: web::Data<AppState>) {
-    if !state.settings.outbox.worker {
-        return;
-    }
-    tokio::spawn(run(state.clone()));
-    tokio::spawn(reminders(state));
+    let sender = Sender { state: state.clone(), permits: Arc::new(Semaphore::new(CONCURRENCY)) };
+    tokio::spawn(super::follower::run(state.clone(), sender.clone()));
+    tokio::spawn(due(state.clone(), sender.clone()));
+    tokio::spawn(reminders(state.clone(), sender));
+    tokio::spawn(repairs(state));
 }
 
-async fn run(state: web::Data<AppState>) {
-    let instance = new_doc_id();
+/// Settles the journals of completions that were never seen through, now and then.
+async fn repairs(state: web::Data<AppState>) {
+    let grace = state.settings.outbox.completion_grace;
     loop {
-        let mut full = false;
-        match due(&state).await {
-            Ok(items) => {
-                full = items.len() as u64 == BATCH;
-                futures_util::stream::iter(items).for_each_concurrent(8, |item| process(&state, &instance, item)).await;
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+        match crate::port_requests::completion::repair(&state.couch, grace.as_secs() as i64).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(removed = n, "removed number documents of unfinished completions"),
+            Err(e) => tracing::warn!(error = %e, "cannot look for unfinished completions"),
         }
-        if !full {
-            tokio::select! {
-                _ = tokio::time::sleep(state.settings.outbox.poll) => {}
-                _ = state.outbox.wake.notified() => {}
-            }
-        }
+        tokio::time::sleep(grace).await;
     }
 }
 
-async fn due(state: &AppState) -> Result<Vec<Value>, StoreError> {
-    let queue = state.outbox.queue();
-    let query =
-        ViewQuery { limit: Some(BATCH), ..ViewQuery::range(json!([queue, 0]), json!([queue, now_unix()])).with_docs() };
-    Ok(state.couch.view(dbs::SERVICE, "outbox", "due", &query).await?.into_iter().filter_map(|r| r.doc).collect())
+/// Delivers the records this instance holds, a few at a time. Whoever hands a record over
+/// waits for a free slot first, so no held record waits in a queue while its lease runs out.
+#[derive(Clone)]
+pub struct Sender {
+    state: web::Data<AppState>,
+    permits: Arc<Semaphore>,
 }
 
-enum Outcome {
-    Delivered(Vec<String>),
-    Skipped(String),
-    Failed(String),
-    /// The port request does not show the event yet: look again shortly.
-    NotYet,
+impl Sender {
+    /// Waits for a free slot (before taking a lease).
+    pub async fn slot(&self) -> OwnedSemaphorePermit {
+        self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+    }
+
+    /// As many free slots as there are, up to `n`, without waiting.
+    pub fn free_slots(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        (0..n).map_while(|_| self.permits.clone().try_acquire_owned().ok()).collect()
+    }
+
+    /// Delivers a record held now, in the slot taken for it.
+    pub fn send(&self, record: Value, slot: OwnedSemaphorePermit) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            send(&state, record).await;
+            drop(slot);
+        });
+    }
 }
 
-async fn process(state: &AppState, instance: &str, mut item: Value) {
-    let now = now_unix();
-    // The view row may be older than the document include_docs returned: another instance may
-    // have delivered the item in between, so the document itself must still say it is due.
-    let due = item["status"] == "pending" && item["next_attempt_at"].as_i64().is_none_or(|at| at <= now);
-    if !due || item.get("lease_until").and_then(Value::as_i64).is_some_and(|until| until > now) {
+/// One attempt at a record this instance holds, and its outcome on the record.
+async fn send(state: &AppState, mut record: Value) {
+    // a lease that ran out may be someone else's by now
+    if record["next_attempt_at"].as_i64().is_some_and(|until| until <= now_unix()) {
         return;
     }
-    item["lease_until"] = json!(now + state.settings.outbox.lease.as_secs() as i64);
-    item["lease_owner"] = json!(instance);
-    match state.couch.save(dbs::SERVICE, &mut item).await {
+    let outcome = deliver(state, &record).await;
+    let channel = record["channel"].as_str().unwrap_or("unknown").to_owned();
+    crate::metrics::get().deliveries.with_label_values(&[channel.as_str(), outcome.result()]).inc();
+    if let Outcome::Failed(error) = &outcome {
+        tracing::info!(record = %record["_id"], %error, "notification not delivered yet");
+    }
+    records::record_outcome(&mut record, outcome, &state.settings.outbox);
+    match state.couch.save(dbs::SERVICE, &mut record).await {
         Ok(_) => {}
-        Err(StoreError::Conflict) => return, // another instance has it
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot claim an outbox item");
-            return;
+        // our lease ran out and someone took the record over: theirs is the next attempt
+        Err(StoreError::Conflict) => {
+            tracing::warn!(record = %record["_id"], "a delivery record changed hands mid-delivery")
         }
+        // the lease will run out and the record will be tried again (at least once)
+        Err(e) => tracing::warn!(error = %e, "cannot record a delivery attempt"),
     }
-    let outcome = deliver(state, &item).await;
-    record(state, item, outcome).await;
 }
 
-async fn record(state: &AppState, mut item: Value, outcome: Outcome) {
-    let now = now_unix();
+/// Takes over due records: retries after a backoff, and records whose holder's lease ran out.
+/// The view only finds candidates (it may lag); the lease is a revision-checked write.
+async fn due(state: web::Data<AppState>, sender: Sender) {
     let cfg = &state.settings.outbox;
-    let failures =
-        item["attempts"].as_array().map_or(0, |a| a.iter().filter(|x| x["result"] == "error").count()) as u32;
-    let result = match &outcome {
-        Outcome::Delivered(_) => "delivered",
-        Outcome::Skipped(_) => "skipped",
-        Outcome::Failed(_) => "error",
-        Outcome::NotYet => "waiting",
-    };
-    crate::metrics::get().deliveries.with_label_values(&[item["channel"].as_str().unwrap_or("unknown"), result]).inc();
-    let (status, attempt, next) = match outcome {
-        Outcome::Delivered(to) => {
-            item["recipients"] = json!(to);
-            ("delivered", Some(json!({"at": now, "result": "delivered"})), None)
+    loop {
+        tokio::time::sleep(cfg.poll).await;
+        let queue = state.deliveries.queue();
+        let now = now_unix();
+        let query =
+            ViewQuery { limit: Some(BATCH), ..ViewQuery::range(json!([queue, 0]), json!([queue, now])).with_docs() };
+        let rows = match state.couch.view(dbs::SERVICE, "deliveries", "due", &query).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for due deliveries");
+                continue;
+            }
+        };
+        for mut record in rows.into_iter().filter_map(|r| r.doc) {
+            if !records::is_due(&record, now) {
+                continue;
+            }
+            let slot = sender.slot().await;
+            records::take_lease(&mut record, cfg.lease.as_secs());
+            match state.couch.save(dbs::SERVICE, &mut record).await {
+                Ok(_) => sender.send(record, slot),
+                Err(StoreError::Conflict) => {} // someone else has it
+                Err(e) => tracing::warn!(error = %e, "cannot take a delivery record"),
+            }
         }
-        Outcome::Skipped(why) => ("skipped", Some(json!({"at": now, "result": "skipped", "error": why})), None),
-        Outcome::NotYet => ("pending", None, Some(now + 1)),
-        Outcome::Failed(error) => {
-            tracing::info!(item = %item["_id"], %error, "notification not delivered yet");
-            let created = item["created"].as_i64().unwrap_or(now);
-            let gave_up = now - created > cfg.give_up_after.as_secs() as i64;
-            let delay = retry_delay(failures + 1, cfg.retry_base, cfg.retry_max);
-            let next = now + (delay.as_millis() as i64 + 999) / 1000;
-            (
-                if gave_up { "failed" } else { "pending" },
-                Some(json!({"at": now, "result": "error", "error": error})),
-                Some(next),
-            )
-        }
-    };
-    if let (Some(a), Some(list)) = (attempt, item["attempts"].as_array_mut()) {
-        list.push(a);
-    }
-    item["status"] = json!(status);
-    if let Some(n) = next {
-        item["next_attempt_at"] = json!(n);
-    }
-    if let Some(obj) = item.as_object_mut() {
-        obj.remove("lease_until");
-        obj.remove("lease_owner");
-    }
-    if let Err(e) = state.couch.save(dbs::SERVICE, &mut item).await {
-        // the lease will run out and the item will be tried again
-        tracing::warn!(error = %e, "cannot record an outbox attempt");
     }
 }
 
-/// A completion that wrote number documents but never saved the request as completed: the
-/// number documents of this request are removed again, from the numbers databases and the
-/// owner's account database.
-async fn undo_completion(state: &AppState, item: &Value, doc: &Value) -> Result<Outcome, String> {
-    if PortState::of_doc(doc) == PortState::Completed {
-        return Ok(Outcome::Skipped("completed after all".into()));
-    }
-    let id = item["port_request_id"].as_str().unwrap_or_default();
-    let owner = item["account_id"].as_str().and_then(AccountId::from_any).ok_or("the request has no owner")?;
-    let numbers: Vec<String> = item["numbers"]
-        .as_array()
-        .map(|n| n.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    let mut dbs: Vec<(String, Vec<String>)> = vec![(owner.db_name(), numbers.clone())];
-    for n in &numbers {
-        dbs.push((crate::domain::phone_number::numbers_db_name(n), vec![n.clone()]));
-    }
-    let mut removed = Vec::new();
-    for (db, ids) in dbs {
-        let ours: Vec<Value> = state
-            .couch
-            .get_many(&db, &ids)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|d| d["port_id"] == json!(id) && d["pvt_assigned_to"] == json!(owner))
-            .map(|d| json!({ "_id": d["_id"], "_rev": d["_rev"], "_deleted": true }))
-            .collect();
-        if ours.is_empty() {
-            continue;
+/// Queues a `port_unconfirmed` reminder for requests left unconfirmed longer than the reminder
+/// age, at most once per age: the record id follows from the request and the period, so
+/// whoever makes it first holds it.
+async fn reminders(state: web::Data<AppState>, sender: Sender) {
+    let cfg = &state.settings.outbox;
+    loop {
+        let age = cfg.reminder_age.as_secs() as i64;
+        let now = now_gregorian();
+        let query = ViewQuery { limit: Some(1000), ..ViewQuery::range(json!(0), json!(now - age)).with_docs() };
+        match state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "unconfirmed_by_created", &query).await {
+            Ok(rows) => {
+                let made: Vec<Value> = rows
+                    .into_iter()
+                    .filter_map(|r| r.doc)
+                    .map(|doc| {
+                        let id = doc["_id"].as_str().unwrap_or_default();
+                        let period = (now - doc["pvt_created"].as_i64().unwrap_or(now)) / age.max(1);
+                        let record_id = events::reminder_record_id(id, period);
+                        records::reminder(record_id, &doc, state.deliveries.queue(), period, cfg.lease.as_secs())
+                    })
+                    .collect();
+                // those made already come back as conflicts: that is the point
+                for mut record in made {
+                    let slot = sender.slot().await;
+                    if let Ok(rev) = state.couch.save(dbs::SERVICE, &mut record).await {
+                        record["_rev"] = json!(rev);
+                        sender.send(record, slot);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for unconfirmed requests"),
         }
-        for r in state.couch.bulk_save(&db, &ours).await.map_err(|e| e.to_string())? {
-            r.map_err(|e| format!("removing a number document: {e}"))?;
-        }
-        removed.extend(ours.iter().filter_map(|d| d["_id"].as_str().map(str::to_owned)));
-    }
-    tracing::warn!(port_request = id, ?removed, "removed the number documents of a completion that was never saved");
-    Ok(Outcome::Delivered(removed))
-}
-
-/// Does the port request show the event the item announces?
-fn proven(proof: &Value, doc: &Value) -> bool {
-    match proof["kind"].as_str() {
-        Some("transition") => crate::domain::port_request::transitions(doc).iter().any(|t| {
-            t.pointer("/transition/new") == Some(&proof["state"])
-                && t.get("timestamp") == Some(&proof["timestamp"])
-                && t.pointer("/authorization/account/id") == Some(&proof["account_id"])
-        }),
-        Some("comment") => crate::domain::comments::of(doc)
-            .iter()
-            .any(|c| c.get("timestamp") == Some(&proof["timestamp"]) && c.get("content") == Some(&proof["content"])),
-        _ => true,
+        tokio::time::sleep(cfg.reminder_interval).await;
     }
 }
 
-async fn deliver(state: &AppState, item: &Value) -> Outcome {
-    let id = item["port_request_id"].as_str().unwrap_or_default();
+/// The request as it is now, and the event the record announces (none for reminders).
+async fn deliver(state: &AppState, record: &Value) -> Outcome {
+    let id = record["port_request_id"].as_str().unwrap_or_default();
     let doc = match state.couch.get(dbs::PORT_REQUESTS, id).await {
         Ok(Some(doc)) if doc.get("pvt_deleted") != Some(&json!(true)) => doc,
         Ok(_) => return Outcome::Skipped("the port request is gone".into()),
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let is_guard = item["channel"] == "completion_guard";
-    if !proven(&item["proof"], &doc) {
-        let age = now_unix() - item["created"].as_i64().unwrap_or(0);
-        return match (age < state.settings.outbox.proof_grace.as_secs() as i64, is_guard) {
-            (true, _) => Outcome::NotYet,
-            (false, true) => undo_completion(state, item, &doc).await.unwrap_or_else(Outcome::Failed),
-            (false, false) => Outcome::Skipped("the change was never saved".into()),
-        };
-    }
-    if is_guard {
-        return Outcome::Skipped("the completion was saved".into());
-    }
-    let result = match item["channel"].as_str() {
-        Some("email") => deliver_email(state, item, &doc).await,
-        Some("webhook") => deliver_webhook(state, item).await,
+    let event = match record["event_id"].as_str() {
+        Some(event_id) => match events::of(&doc).into_iter().find(|e| e.id == event_id) {
+            Some(e) => Some(e),
+            None => return Outcome::Skipped("the change is not in the port request any more".into()),
+        },
+        None if PortState::of_doc(&doc) != PortState::Unconfirmed => {
+            return Outcome::Skipped("the request is no longer unconfirmed".into());
+        }
+        None => None,
+    };
+    let result = match record["channel"].as_str() {
+        Some("email") => deliver_email(state, record, &doc, event.as_ref()).await,
+        Some("webhook") => match &event {
+            Some(e) => deliver_webhook(state, record, &doc, e).await,
+            None => Ok(Outcome::Skipped("a webhook without its event".into())),
+        },
         Some("carrier_push") => deliver_push(state, &doc).await,
         other => Err(format!("unknown channel {other:?}")),
     };
@@ -276,10 +256,28 @@ async fn attachments(state: &AppState, doc: &Value) -> Result<Vec<File>, String>
     Ok(files)
 }
 
-async fn deliver_email(state: &AppState, item: &Value, doc: &Value) -> Result<Outcome, String> {
-    let template = item["event"].as_str().unwrap_or_default();
+/// What the templates say happened.
+fn happening(event: Option<&Event>) -> Happening {
+    match event.map(|e| (e, &e.what)) {
+        Some((e, What::Transition { reason, reason_author, .. })) => {
+            Happening { reason: reason.clone(), reason_author: reason_author.clone(), comment: None, at: Some(e.at) }
+        }
+        Some((e, What::Comment { comment })) => {
+            Happening { reason: None, reason_author: None, comment: Some(comment.clone()), at: Some(e.at) }
+        }
+        None => Happening { at: Some(now_gregorian()), ..Happening::default() },
+    }
+}
+
+async fn deliver_email(
+    state: &AppState,
+    record: &Value,
+    doc: &Value,
+    event: Option<&Event>,
+) -> Result<Outcome, String> {
+    let template = record["event"].as_str().unwrap_or_default();
     let (owner, authority) = owner_and_authority(state, doc).await?;
-    let to = match serde_json::from_value::<Audience>(item["audience"].clone()).map_err(|e| e.to_string())? {
+    let to = match serde_json::from_value::<Audience>(record["audience"].clone()).map_err(|e| e.to_string())? {
         Audience::Submitter => send_to(doc),
         Audience::Authority => authority_emails(state, &authority).await?,
     };
@@ -292,72 +290,56 @@ async fn deliver_email(state: &AppState, item: &Value, doc: &Value) -> Result<Ou
         .and_then(|o| o.own_timezone())
         .and_then(crate::domain::schedule::parse_timezone)
         .unwrap_or(chrono_tz::UTC);
-    let happening = Happening {
-        reason: item["reason"].as_str().map(str::to_owned),
-        reason_author: item["reason_author"].as_str().map(str::to_owned),
-        comment: item.get("comment").filter(|c| c.is_object()).cloned(),
-        at: item["event_at"].as_i64().or(Some(now_gregorian())),
-    };
     let empty = json!({});
     let data = email_data(
         doc,
         owner.as_ref().map_or(&empty, |o| &o.doc),
         authority_doc.as_ref().map_or(&empty, |a| &a.doc),
-        &happening,
+        &happening(event),
         timezone,
     );
     let rendered = state.mailer.render(template, &data)?;
     let files =
         if matches!(template, "port_request" | "port_request_admin") { attachments(state, doc).await? } else { vec![] };
     let reply_to = if template == "port_request_admin" { send_to(doc).into_iter().next() } else { None };
-    let id = item["_id"].as_str().unwrap_or_default();
-    state.mailer.send(id, &to, reply_to.as_deref(), &rendered, files).await?;
+    let id = record["_id"].as_str().unwrap_or_default();
+    let event_id = record["event_id"].as_str().unwrap_or(id);
+    let message = super::email::Envelope { message_id: &derived_id(id), delivery: id, event: event_id };
+    state.mailer.send(&message, &to, reply_to.as_deref(), &rendered, files).await?;
     Ok(Outcome::Delivered(to))
 }
 
-/// Where a webhook URL leads: every address its host resolves to. Private ones are refused
-/// unless allowed (SSRF), and the request is then pinned to the addresses that were checked,
-/// without following redirects, so neither a second DNS answer nor a 3xx can lead elsewhere.
-/// `Err` is the outcome of a call that cannot be made.
-async fn webhook_client(state: &AppState, url: &url::Url) -> Result<reqwest::Client, Outcome> {
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<std::net::SocketAddr> = match url.host() {
-        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
-            .await
-            .map_err(|e| Outcome::Failed(format!("webhook host {d}: {e}")))?
-            .collect(),
-        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
-        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
-        None => return Err(Outcome::Skipped("the webhook URL has no host".into())),
-    };
-    if addrs.is_empty() {
-        return Err(Outcome::Failed("the webhook host has no address".into()));
-    }
-    if !state.settings.outbox.allow_private_webhooks && addrs.iter().any(|a| is_private_ip(a.ip())) {
-        return Err(Outcome::Skipped("the webhook URL points to a private network".into()));
-    }
-    let mut builder = reqwest::Client::builder()
-        .user_agent(crate::state::USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10));
-    if let Some(url::Host::Domain(d)) = url.host() {
-        builder = builder.resolve_to_addrs(d, &addrs);
-    }
-    builder.build().map_err(|e| Outcome::Failed(format!("webhook client: {e}")))
-}
-
-async fn deliver_webhook(state: &AppState, item: &Value) -> Result<Outcome, String> {
-    let raw = item.pointer("/webhook/url").and_then(Value::as_str).unwrap_or_default();
-    let body = item.pointer("/webhook/body").and_then(Value::as_str).unwrap_or("{}").to_owned();
+async fn deliver_webhook(state: &AppState, record: &Value, doc: &Value, event: &Event) -> Result<Outcome, String> {
+    let Some(raw) = event.webhook_url.as_deref() else { return Ok(Outcome::Skipped("no webhook".into())) };
     let url = url::Url::parse(raw).map_err(|e| format!("bad webhook URL: {e}"))?;
-    let client = match webhook_client(state, &url).await {
+    let client = match webhook::client(&url, state.settings.outbox.allow_private_webhooks).await {
         Ok(client) => client,
-        Err(outcome) => return Ok(outcome),
+        Err(Refusal::Refused(why)) => return Ok(Outcome::Skipped(why)),
+        Err(Refusal::NotNow(why)) => return Err(why),
     };
+    let mut body = match &event.what {
+        What::Transition { state: to, previous, reason, .. } => {
+            let mut b = webhook_body("transition", doc, *previous, reason.as_deref(), now_unix());
+            b["port_state"] = json!(to);
+            b
+        }
+        What::Comment { .. } => webhook_body("comment", doc, None, None, now_unix()),
+    };
+    if doc.get(fone::ORIGINAL).is_some() {
+        // a request made through the Fone Dynamics API: its status update, their way, in the
+        // state the event moved it to (it may have moved on since)
+        let parent = doc["pvt_tree"].as_array().and_then(|t| t.last()).and_then(Value::as_str).unwrap_or_default();
+        let mut as_then = doc.clone();
+        if let What::Transition { state: to, .. } = &event.what {
+            as_then["pvt_port_state"] = json!(to);
+        }
+        body["PortingRequest"] = fone::porting_request(&as_then, parent);
+    }
+    let body = body.to_string();
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
-        .header("x-kazoo-port-event-id", item["_id"].as_str().unwrap_or_default());
+        .header("x-kazoo-port-event-id", record["_id"].as_str().unwrap_or_default());
     if let Some(secret) = &state.settings.webhook_secret {
         req = req.header("x-signature-sha256", signature(secret.expose(), body.as_bytes()));
     }
@@ -420,33 +402,4 @@ async fn deliver_push(state: &AppState, doc: &Value) -> Result<Outcome, String> 
         }
     }
     Err("could not record pvt_sent".into())
-}
-
-/// Queues a `port_unconfirmed` reminder for requests left unconfirmed longer than the
-/// reminder age, at most once per age (the item id is derived from the period).
-async fn reminders(state: web::Data<AppState>) {
-    loop {
-        let age = state.settings.outbox.reminder_age.as_secs() as i64;
-        let now = now_gregorian();
-        let query = ViewQuery { limit: Some(1000), ..ViewQuery::range(json!(0), json!(now - age)).with_docs() };
-        match state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "unconfirmed_by_created", &query).await {
-            Ok(rows) => {
-                let items: Vec<Value> = rows
-                    .into_iter()
-                    .filter_map(|r| r.doc)
-                    .map(|doc| {
-                        let period = (now - doc["pvt_created"].as_i64().unwrap_or(now)) / age.max(1);
-                        state.outbox.reminder_item(&doc, period)
-                    })
-                    .collect();
-                if !items.is_empty() {
-                    // already queued ones come back as conflicts: that is the point
-                    let _ = state.couch.bulk_save(dbs::SERVICE, &items).await;
-                    state.outbox.wake();
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot look for unconfirmed requests"),
-        }
-        tokio::time::sleep(state.settings.outbox.reminder_interval).await;
-    }
 }

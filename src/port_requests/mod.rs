@@ -1,13 +1,15 @@
 //! Port requests at the storage edge: loading and saving documents, the number checks, the
-//! port authority walk, and completion (number documents). Handlers in `routes` decide;
-//! these functions read and write.
+//! port authority walk, completion (number documents), and the changes themselves
+//! (`changes`), which handlers in `routes` call.
 
 pub mod cache;
+pub mod changes;
 pub mod completion;
+pub mod conflicts;
 pub mod numbers;
 
 use crate::auth::Caller;
-use crate::couch::{StoreError, dbs};
+use crate::couch::{Fetched, StoreError, dbs};
 use crate::directory::{Account, Directory};
 use crate::domain::authority::{self, Step, Visit};
 use crate::domain::comments::{self, Commenter};
@@ -16,40 +18,32 @@ use crate::domain::port_request::{Actor, ActorUser};
 use crate::error::ApiError;
 use crate::state::AppState;
 use serde_json::Value;
+use std::sync::Arc;
 
-/// Where a loaded document came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Cache,
-    Couch,
-}
-
-/// Loads a live port request (from the cache when it has it); anything else (missing,
-/// deleted, another type) is a 404.
-pub async fn load(state: &AppState, id: &str) -> Result<Value, ApiError> {
-    Ok(load_traced(state, id).await?.0)
-}
-
-/// `load`, telling where the document came from.
-pub async fn load_traced(state: &AppState, id: &str) -> Result<(Value, Origin), ApiError> {
-    match state.docs.get(id) {
-        Some(cached) if crate::domain::ids::is_doc_id(id) => Ok((checked(Value::clone(&cached), id)?, Origin::Cache)),
-        _ => Ok((load_fresh(state, id).await?, Origin::Couch)),
-    }
-}
-
-/// Loads a port request from CouchDB itself (after a write that did not go through `save`).
-pub async fn load_fresh(state: &AppState, id: &str) -> Result<Value, ApiError> {
+/// Loads a live port request: CouchDB's current revision (a cached copy only when CouchDB
+/// confirms it is still current). Anything else (missing, deleted, another type) is a 404.
+pub async fn load(state: &AppState, id: &str) -> Result<Arc<Value>, ApiError> {
     if !crate::domain::ids::is_doc_id(id) {
         return Err(ApiError::BadIdentifier(Some(id.to_owned())));
     }
-    let doc =
-        state.couch.get(dbs::PORT_REQUESTS, id).await?.ok_or_else(|| ApiError::BadIdentifier(Some(id.to_owned())))?;
-    state.docs.offer(&doc);
+    let cached = state.docs.get(id);
+    let known = cached.as_ref().and_then(|d| d.get("_rev").and_then(Value::as_str));
+    let doc = match (state.couch.get_if_changed(dbs::PORT_REQUESTS, id, known).await?, cached) {
+        (Fetched::Unchanged, Some(cached)) => cached,
+        (Fetched::Doc(doc), _) => {
+            let doc = Arc::new(doc);
+            state.docs.keep(doc.clone());
+            doc
+        }
+        (Fetched::Unchanged | Fetched::Missing, _) => {
+            state.docs.forget(id);
+            return Err(ApiError::BadIdentifier(Some(id.to_owned())));
+        }
+    };
     checked(doc, id)
 }
 
-fn checked(doc: Value, id: &str) -> Result<Value, ApiError> {
+fn checked(doc: Arc<Value>, id: &str) -> Result<Arc<Value>, ApiError> {
     let not_found = || ApiError::BadIdentifier(Some(id.to_owned()));
     let is_port_request = doc.get("pvt_type").is_none_or(|t| t == "port_request");
     let deleted = doc.get("pvt_deleted").and_then(Value::as_bool) == Some(true);
@@ -68,22 +62,8 @@ pub fn in_scope(doc: &Value, account: &AccountId) -> bool {
 
 /// Loads a request reachable from the account in the path (its own or a descendant's);
 /// a request elsewhere is as unknown as a missing one.
-pub async fn load_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Value, ApiError> {
-    scoped(load(state, id).await?, account, id)
-}
-
-/// `load_in_scope`, telling where the document came from.
-pub async fn load_traced_in_scope(state: &AppState, account: &Account, id: &str) -> Result<(Value, Origin), ApiError> {
-    let (doc, origin) = load_traced(state, id).await?;
-    Ok((scoped(doc, account, id)?, origin))
-}
-
-/// `load_in_scope`, from CouchDB itself.
-pub async fn load_fresh_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Value, ApiError> {
-    scoped(load_fresh(state, id).await?, account, id)
-}
-
-fn scoped(doc: Value, account: &Account, id: &str) -> Result<Value, ApiError> {
+pub async fn load_in_scope(state: &AppState, account: &Account, id: &str) -> Result<Arc<Value>, ApiError> {
+    let doc = load(state, id).await?;
     if !in_scope(&doc, &account.id) {
         return Err(ApiError::BadIdentifier(Some(id.to_owned())));
     }
@@ -96,8 +76,7 @@ pub async fn save(state: &AppState, doc: &mut Value) -> Result<String, ApiError>
         StoreError::Conflict => ApiError::Conflict,
         other => other.into(),
     })?;
-    // read your own writes, before the feed brings them
-    state.docs.offer(doc);
+    state.docs.keep(Arc::new(doc.clone()));
     Ok(rev)
 }
 

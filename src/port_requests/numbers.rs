@@ -1,8 +1,15 @@
 //! Is a number free to port? Not on another open request anywhere in the system, and not
 //! assigned to an account in the numbers databases. Every number is checked and each error is
 //! reported under the number as the client wrote it, with Kazoo's messages.
+//!
+//! The number claims are the index of open numbers: one document per number in our database
+//! (`number_claim:+E164`), read by key, never through a view (a view can lag a write). A request
+//! claims each of its numbers before it is saved; CouchDB lets one writer create a document or
+//! update one revision, and on a cluster the writes know whether they won, so of any number of
+//! requests racing for a number exactly one holds it. Claims for requests Kazoo (or an older
+//! version) wrote are made by `bootstrap` and by the follower of `port_requests/_changes`.
 
-use crate::couch::{StoreError, ViewQuery, dbs, design};
+use crate::couch::{Couch, StoreError, ViewQuery, dbs};
 use crate::domain::claims;
 use crate::domain::phone_number::numbers_db_name;
 use crate::domain::time::now_unix;
@@ -13,7 +20,6 @@ use std::collections::BTreeMap;
 
 pub const ON_A_REQUEST: &str = "Number is on a port request already: ";
 pub const OTHER_ACCOUNT: &str = "Number is being ported for a different account";
-pub const MULTIPLE: &str = "Number is currently on multiple port requests. Contact a system admin to rectify";
 pub const EXISTS: &str = "Number exists on the system already";
 /// Our own: claims for the number kept changing hands while this request asked for it.
 pub const BUSY: &str = "Number is being claimed by another port request right now; try again";
@@ -23,6 +29,27 @@ pub const BUSY: &str = "Number is being claimed by another port request right no
 pub struct Candidate {
     pub raw: String,
     pub e164: String,
+}
+
+/// The claims a check took (id, revision): given back if the request is not saved after all.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Taken(Vec<(String, String)>);
+
+impl Taken {
+    pub fn merge(&mut self, other: Taken) {
+        self.0.extend(other.0);
+    }
+}
+
+/// Whether the request asking may hold claims already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asking {
+    /// A request being created: its claims are written at once, and only numbers someone else
+    /// claimed are read.
+    New,
+    /// A stored request: its claims are read first, and only missing ones are written.
+    Stored,
 }
 
 fn error(errors: &mut ValidationErrors, raw: &str, message: String) {
@@ -48,68 +75,45 @@ pub async fn assigned_numbers(state: &AppState, e164s: &[String]) -> Result<BTre
     Ok(found)
 }
 
-/// Checks every candidate for `account_id`'s request `port_id` (a new id when creating) and
-/// claims the ones it does not hold yet, so that a request racing for the same number loses.
-/// The numbers in `saved` are on the stored request already: every other checker sees them
-/// in the view, so they need no claim. When any number is refused, the claims taken here are
-/// given back.
+/// Checks every candidate for `account_id`'s request `port_id` and claims the ones it does not
+/// hold yet. When any number is refused, the claims taken here are given back at once;
+/// otherwise they are returned, to give back should the request not be saved.
 pub async fn check(
     state: &AppState,
     account_id: &str,
     port_id: &str,
     candidates: &[Candidate],
-    saved: &[String],
-) -> Result<ValidationErrors, ApiError> {
+    asking: Asking,
+) -> Result<(ValidationErrors, Taken), ApiError> {
     let mut errors = ValidationErrors::new();
     if candidates.is_empty() {
-        return Ok(errors);
+        return Ok((errors, Taken::default()));
     }
-    let query = ViewQuery { keys: candidates.iter().map(|c| json!(c.e164)).collect(), ..ViewQuery::default() };
     let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
-    let new: Vec<String> = all.iter().filter(|n| !saved.contains(n)).cloned().collect();
-    // the reads and the claims at once: the numbers databases are asked about every
-    // candidate, and their answer, like the claims', counts only where no request in the view
-    // holds the number
-    let (rows, assigned, claims) = futures_util::future::join3(
-        state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "open_numbers", &query),
-        assigned_numbers(state, &all),
-        claim(state, account_id, port_id, &new),
-    )
-    .await;
-    let claims = claims?;
-    let (rows, assigned) = match rows.map_err(ApiError::from).and_then(|rows| Ok((rows, assigned?))) {
-        Ok(both) => both,
+    // the numbers databases and the claims at once
+    let (assigned, claimed) =
+        futures_util::future::join(assigned_numbers(state, &all), claim(state, account_id, port_id, &all, asking))
+            .await;
+    let claimed = claimed?;
+    let assigned = match assigned {
+        Ok(a) => a,
         Err(e) => {
-            release(state, claims.taken).await;
+            release(state, claimed.taken).await;
             return Err(e);
         }
     };
-
-    let mut free = Vec::new();
     for c in candidates {
-        let others: Vec<_> =
-            rows.iter().filter(|r| r.key.as_str() == Some(&c.e164) && r.id.as_deref() != Some(port_id)).collect();
-        match others.as_slice() {
-            [] => free.push(c),
-            [one] => {
-                let same_account = one.value.get("account_id").and_then(Value::as_str) == Some(account_id);
-                error(&mut errors, &c.raw, held_message(same_account, one.id.as_deref().unwrap_or_default()));
-            }
-            _ => error(&mut errors, &c.raw, MULTIPLE.to_owned()),
-        }
-    }
-
-    for c in free {
-        if assigned.contains_key(&c.e164) {
-            error(&mut errors, &c.raw, EXISTS.to_owned());
-        } else if let Some((request, account)) = claims.held.get(&c.e164) {
+        if let Some((request, account)) = claimed.held.get(&c.e164) {
             error(&mut errors, &c.raw, held_message(account == account_id, request));
+        } else if assigned.contains_key(&c.e164) {
+            error(&mut errors, &c.raw, EXISTS.to_owned());
         }
     }
     if !errors.is_empty() {
-        release(state, claims.taken).await;
+        release(state, claimed.taken).await;
+        return Ok((errors, Taken::default()));
     }
-    Ok(errors)
+    Ok((errors, claimed.taken))
 }
 
 fn held_message(same_account: bool, request: &str) -> String {
@@ -120,23 +124,29 @@ fn held_message(same_account: bool, request: &str) -> String {
     }
 }
 
-/// What claiming found: the claims this request took now (id, revision), and the numbers
-/// another request holds (its id and account).
+/// What claiming found: the claims this request took now, and the numbers another request
+/// holds (its id and account).
 #[derive(Default)]
 struct Claimed {
-    taken: Vec<(String, String)>,
+    taken: Taken,
     held: BTreeMap<String, (String, String)>,
 }
 
 /// Claims `e164s` for `port_id`: new claims are created, stale ones taken over with their
-/// revision; a claim lost to a concurrent writer is looked at again (three rounds at most).
-async fn claim(state: &AppState, account_id: &str, port_id: &str, e164s: &[String]) -> Result<Claimed, StoreError> {
+/// revision; a claim lost to a concurrent writer is looked at again.
+async fn claim(
+    state: &AppState,
+    account_id: &str,
+    port_id: &str,
+    e164s: &[String],
+    asking: Asking,
+) -> Result<Claimed, StoreError> {
     let mut out = Claimed::default();
-    match claim_rounds(state, account_id, port_id, e164s, &mut out).await {
+    match claim_rounds(state, account_id, port_id, e164s, asking, &mut out).await {
         Ok(()) => Ok(out),
         Err(e) => {
             // CouchDB failed half-way: give back what was taken
-            release(state, out.taken).await;
+            release(state, std::mem::take(&mut out.taken)).await;
             Err(e)
         }
     }
@@ -147,28 +157,36 @@ async fn claim_rounds(
     account_id: &str,
     port_id: &str,
     e164s: &[String],
+    asking: Asking,
     out: &mut Claimed,
 ) -> Result<(), StoreError> {
     // a number whose claim was given back between our write and our read is claimed afresh;
     // each such round follows another request's refusal, so a few rounds settle every number
     const ROUNDS: usize = 10;
     let now = now_unix();
-    let mut docs: Vec<Value> = e164s.iter().map(|n| claims::claim_doc(n, port_id, account_id, now)).collect();
+    let fresh = |n: &str| claims::claim_doc(n, port_id, account_id, now);
+    let mut contested: Vec<String> = Vec::new();
+    let mut docs: Vec<Value> = match asking {
+        Asking::New => e164s.iter().map(|n| fresh(n)).collect(),
+        // a stored request already holds most of its claims: read them first
+        Asking::Stored => {
+            contested = e164s.to_vec();
+            Vec::new()
+        }
+    };
     for round in 0..ROUNDS {
-        if docs.is_empty() {
-            break;
-        }
-        let results = state.couch.bulk_save(dbs::SERVICE, &docs).await?;
-        let mut contested = Vec::new();
-        for (doc, result) in docs.iter().zip(results) {
-            let (id, number) = (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
-            match result {
-                Ok(rev) => out.taken.push((id.to_owned(), rev)),
-                Err(StoreError::Conflict) => contested.push(number.to_owned()),
-                Err(e) => return Err(e),
+        if !docs.is_empty() {
+            for (doc, result) in docs.iter().zip(state.couch.bulk_save(dbs::SERVICE, &docs).await?) {
+                let (id, number) =
+                    (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
+                match result {
+                    Ok(rev) => out.taken.0.push((id.to_owned(), rev)),
+                    Err(StoreError::Conflict) => contested.push(number.to_owned()),
+                    Err(e) => return Err(e),
+                }
             }
+            docs.clear();
         }
-        docs = Vec::new();
         if contested.is_empty() {
             break;
         }
@@ -182,14 +200,14 @@ async fn claim_rounds(
             .collect();
         let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
         let last_round = round + 1 == ROUNDS;
-        for number in contested {
+        for number in std::mem::take(&mut contested) {
             let Some(existing) = current.iter().find(|c| c["number"] == number.as_str()) else {
-                // given back meanwhile: claim it afresh, unless the rounds are over (then
+                // free (or given back meanwhile): claim it, unless the rounds are over (then
                 // someone is on it right now, and this request must not take it unclaimed)
                 if last_round {
                     out.held.insert(number, (String::new(), String::new()));
                 } else {
-                    docs.push(claims::claim_doc(&number, port_id, account_id, now));
+                    docs.push(fresh(&number));
                 }
                 continue;
             };
@@ -200,7 +218,7 @@ async fn claim_rounds(
                     out.held.insert(number, (port_request_id, account_id));
                 }
                 claims::Verdict::Stale if !last_round => {
-                    let mut doc = claims::claim_doc(&number, port_id, account_id, now);
+                    let mut doc = fresh(&number);
                     doc["_rev"] = existing["_rev"].clone();
                     docs.push(doc);
                 }
@@ -217,27 +235,78 @@ async fn claim_rounds(
 
 /// Gives claims back (best effort: one left behind is stale once its request is seen not to
 /// hold the number, or after `claims::IN_FLIGHT_SECS` if the request was never saved).
-async fn release(state: &AppState, taken: Vec<(String, String)>) {
-    if taken.is_empty() {
+pub async fn release(state: &AppState, taken: Taken) {
+    if taken.0.is_empty() {
         return;
     }
     let docs: Vec<Value> =
-        taken.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
+        taken.0.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
     if let Err(e) = state.couch.bulk_save(dbs::SERVICE, &docs).await {
         tracing::warn!(error = %e, "cannot give number claims back");
     }
 }
 
-/// Gives back the claims `port_id` holds on `e164s` (a creation that was not saved).
-pub async fn release_claims(state: &AppState, port_id: &str, e164s: &[String]) {
-    let ids: Vec<String> = e164s.iter().map(|n| claims::claim_id(n)).collect();
-    let Ok(current) = state.couch.get_many(dbs::SERVICE, &ids).await else { return };
-    let ours = current
+/// Gives back the claims `port_id` holds on `e164s` (numbers it no longer has open), in the
+/// background: a claim left behind is stale anyway.
+pub fn release_later(state: &actix_web::web::Data<AppState>, port_id: &str, e164s: Vec<String>) {
+    if e164s.is_empty() {
+        return;
+    }
+    let (state, port_id) = (state.clone(), port_id.to_owned());
+    tokio::spawn(async move {
+        let ids: Vec<String> = e164s.iter().map(|n| claims::claim_id(n)).collect();
+        let Ok(current) = state.couch.get_many(dbs::SERVICE, &ids).await else { return };
+        let ours = current
+            .iter()
+            .filter(|c| c["port_request_id"] == port_id.as_str())
+            .filter_map(|c| Some((c["_id"].as_str()?.to_owned(), c["_rev"].as_str()?.to_owned())))
+            .collect();
+        release(&state, Taken(ours)).await;
+    });
+}
+
+/// Makes the claims of an open request that has none for some of its numbers (one Kazoo or an
+/// older version wrote). A number claimed by another request stays with that one.
+pub async fn adopt(couch: &Couch, request: &Value) -> Result<usize, StoreError> {
+    let (Some(port_id), Some(account_id)) = (request["_id"].as_str(), request["pvt_account_id"].as_str()) else {
+        return Ok(0);
+    };
+    let now = now_unix();
+    let docs: Vec<Value> = crate::domain::port_request::numbers(request)
         .iter()
-        .filter(|c| c["port_request_id"] == port_id)
-        .filter_map(|c| Some((c["_id"].as_str()?.to_owned(), c["_rev"].as_str()?.to_owned())))
+        .map(|n| claims::claim_doc(n, port_id, account_id, now))
         .collect();
-    release(state, ours).await;
+    Ok(couch.bulk_save(dbs::SERVICE, &docs).await?.into_iter().filter(Result::is_ok).count())
+}
+
+/// Makes the missing claims of every open request, from the `open_numbers` view (this is
+/// start-up work, not a decision: a number claimed already keeps its claim). Returns how many
+/// claims were made.
+pub async fn adopt_all(couch: &Couch) -> Result<usize, StoreError> {
+    const PAGE: u64 = 1000;
+    let mut made = 0;
+    let mut query = ViewQuery { limit: Some(PAGE + 1), ..ViewQuery::default() };
+    loop {
+        let rows = couch.view(dbs::PORT_REQUESTS, crate::couch::design::OWN_DDOC, "open_numbers", &query).await?;
+        let now = now_unix();
+        let docs: Vec<Value> = rows
+            .iter()
+            .take(PAGE as usize)
+            .filter_map(|r| {
+                let number = r.key.as_str()?;
+                let account = r.value.get("account_id").and_then(Value::as_str).unwrap_or_default();
+                Some(claims::claim_doc(number, r.id.as_deref()?, account, now))
+            })
+            .collect();
+        made += couch.bulk_save(dbs::SERVICE, &docs).await?.into_iter().filter(Result::is_ok).count();
+        match rows.get(PAGE as usize) {
+            Some(next) => {
+                query.start_key = Some(next.key.clone());
+                query.start_key_doc_id = next.id.clone();
+            }
+            None => return Ok(made),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::port_requests::BASE;
 use super::resource;
-use crate::couch::{Couch, NewAttachment, StoreError, dbs, encode};
+use crate::couch::{NewAttachment, StoreError, dbs, encode};
 use crate::domain::attachments::{accepted_list, accepted_type, check_name, upload_name};
 use crate::domain::loa::template_data;
 use crate::domain::port_request::{uploads, view_for};
@@ -16,7 +16,6 @@ use crate::port_requests::{self as store, is_authority};
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -71,7 +70,7 @@ async fn store_attachment(
     let content_type = accepted_type(raw_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!("'{raw_type}' is not accepted; send one of {}", accepted_list()))
     })?;
-    let mut doc = store::load_fresh_in_scope(&auth.state, &account, id).await?;
+    let mut doc = store::load_in_scope(&auth.state, &account, id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     let name = match name {
         Some(n) => {
@@ -86,18 +85,20 @@ async fn store_attachment(
     // the chunks as they arrived go to CouchDB as they are: the file is never copied
     let chunks = read_chunks(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
     let length: usize = chunks.iter().map(bytes::Bytes::len).sum();
+    let body = || {
+        let stream = futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
+        reqwest::Body::wrap_stream(stream)
+    };
     for _ in 0..CONFLICT_RETRIES {
         let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
-        let stream = futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
-        let body = reqwest::Body::wrap_stream(stream);
         let file = NewAttachment { name: &name, content_type, length };
-        match auth.state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, body).await {
+        match auth.state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, &body).await {
             Ok(_) => {
-                let saved = store::load_fresh(&auth.state, id).await?;
-                return Ok((saved, name));
+                let saved = store::load(&auth.state, id).await?;
+                return Ok((Value::clone(&saved), name));
             }
             Err(StoreError::Conflict) if auth.if_match.is_none() => {
-                doc = store::load_fresh_in_scope(&auth.state, &account, id).await?;
+                doc = store::load_in_scope(&auth.state, &account, id).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -167,8 +168,7 @@ pub async fn download(
     if !accepts(&req, &content_type) {
         return Err(ApiError::NotAcceptable(format!("this attachment is {content_type}")));
     }
-    let url = format!("{}/{}", Couch::doc_path(dbs::PORT_REQUESTS, &id), encode(&name));
-    let resp = auth.state.couch.request(Method::GET, &url).send().await.map_err(StoreError::from)?;
+    let resp = auth.state.couch.attachment(dbs::PORT_REQUESTS, &id, &name).await?;
     if !resp.status().is_success() {
         return Err(ApiError::BadIdentifier(Some(name)));
     }
@@ -190,7 +190,7 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
     let (account_id, id, name) = path.into_inner();
     check_name(&name).map_err(|_| bad_name(&name))?;
     let account = auth.account(&account_id).await?;
-    let mut doc = store::load_fresh_in_scope(&auth.state, &account, &id).await?;
+    let mut doc = store::load_in_scope(&auth.state, &account, &id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     for _ in 0..CONFLICT_RETRIES {
         if !PortState::of_doc(&doc).is_deletable() {
@@ -199,24 +199,16 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
         if doc.get("_attachments").and_then(|a| a.get(&name)).is_none() {
             break;
         }
-        let url = format!("{}/{}", Couch::doc_path(dbs::PORT_REQUESTS, &id), encode(&name));
         let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
-        let resp = auth
-            .state
-            .couch
-            .request(Method::DELETE, &url)
-            .query(&[("rev", rev)])
-            .send()
-            .await
-            .map_err(StoreError::from)?;
-        match resp.status().as_u16() {
-            200..=299 | 404 => {
+        match auth.state.couch.delete_attachment(dbs::PORT_REQUESTS, &id, &rev, &name).await {
+            Ok(_) | Err(StoreError::NotFound) => {
                 auth.state.docs.forget(&id);
                 break;
             }
-            409 if auth.if_match.is_none() => doc = store::load_fresh_in_scope(&auth.state, &account, &id).await?,
-            409 => return Err(ApiError::Conflict),
-            _ => return Err(ApiError::DatastoreFault),
+            Err(StoreError::Conflict) if auth.if_match.is_none() => {
+                doc = store::load_in_scope(&auth.state, &account, &id).await?
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(Reply::ok(json!({ "_read_only": { "deleted": true } })))

@@ -1,7 +1,6 @@
 //! The Fone Dynamics porting API (`POST /v2/Properties/{PropertySid}/Porting` and the status
 //! queries) on the same port requests: a Property is a Kazoo account, an Account any ancestor.
 
-use super::port_requests::create_request;
 use super::resource;
 use crate::auth::Caller;
 use crate::couch::{ViewQuery, dbs, design};
@@ -113,11 +112,16 @@ pub async fn submit(
         if_match: None,
     };
     let public = fone::to_port_request(&submission, tz);
-    let (doc, _) =
-        create_request(&ctx, &property, public, new_doc_id(), Some("submitted through the Fone Dynamics API"))
-            .await
-            .map_err(|e| as_fone(e, &numbers))?;
-    Ok(fone_json(json!({ "PortingRequest": fone::porting_request(&doc, &account_sid(&caller, &property)) })))
+    let saved = crate::port_requests::changes::create(
+        &ctx.change(),
+        &property,
+        public,
+        new_doc_id(),
+        Some("submitted through the Fone Dynamics API"),
+    )
+    .await
+    .map_err(|e| as_fone(e, &numbers))?;
+    Ok(fone_json(json!({ "PortingRequest": fone::porting_request(&saved.doc, &account_sid(&caller, &property)) })))
 }
 
 /// Fone answers are plain JSON, not the crossbar envelope (the request id is a header).

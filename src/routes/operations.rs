@@ -20,14 +20,14 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
-/// `GET /metrics`: the outbox gauges are read when scraped; CouchDB being down does not stop
+/// `GET /metrics`: the delivery gauges are read when scraped; CouchDB being down does not stop
 /// the other metrics from being served.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
-    let queue = state.outbox.queue();
+    let queue = state.deliveries.queue();
     for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
         let key = json!([queue, status]);
-        if let Ok(n) = state.couch.view_count(dbs::SERVICE, "outbox", "by_status", key.clone(), key).await {
+        if let Ok(n) = state.couch.view_count(dbs::SERVICE, "deliveries", "by_status", key.clone(), key).await {
             gauge.set(n as i64);
         }
     }

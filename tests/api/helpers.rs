@@ -23,7 +23,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         log_format: "text".into(),
         node_name: Some("kpr-test@localhost".into()),
         cache_ttl: 10,
-        doc_cache: 20_000,
+        doc_cache: 5_000,
         allow_submitted_to_scheduled: None,
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),
@@ -36,9 +36,9 @@ pub fn default_settings(couch_url: &str) -> Settings {
         outbox_retry_max: 1,
         outbox_give_up: 600,
         outbox_lease: 30,
-        outbox_proof_grace: 3,
         reminder_age: 604_800,
         reminder_interval: 3600,
+        completion_grace: 3,
     };
     args.into_settings().expect("test settings are valid")
 }
@@ -134,11 +134,14 @@ pub fn assert_error(status: u16, body: &Value, expected_status: u16, message: &s
     body["data"].clone()
 }
 
-/// A separate PouchDB Server the test controls (to stop and restart it).
+/// A separate CouchDB-compatible server the test controls (to stop and restart it): a fresh
+/// Apache CouchDB node when the test command runs on CouchDB (`KPR_COUCHDB_DIST` names the
+/// prebuilt release's scripts), PouchDB Server otherwise.
 pub struct OwnCouch {
-    pub port: u16,
+    url: String,
     pub dir: std::path::PathBuf,
     child: Option<std::process::Child>,
+    port: u16,
 }
 
 /// Waits up to 15 s for `url` to answer 2xx.
@@ -156,20 +159,39 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn couchdb_dist() -> Option<std::path::PathBuf> {
+    std::env::var_os("KPR_COUCHDB_DIST").map(std::path::PathBuf::from).filter(|d| d.join("start-node.sh").exists())
+}
+
+fn run_script(script: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(script).args(args).output().expect("the CouchDB script runs");
+    assert!(out.status.success(), "{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 impl OwnCouch {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("kpr-own-couch-{}", kazoo::hex32()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut c = OwnCouch { port: free_port(), dir, child: None };
+        let mut c = OwnCouch { url: String::new(), dir, child: None, port: free_port() };
         c.restart().await;
         c
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
+    /// Starts it again on the same port with the same data.
     pub async fn restart(&mut self) {
+        if let Some(dist) = couchdb_dist() {
+            // a free port below the ephemeral range the first time, the same one after
+            let url = run_script(&dist.join("start-node.sh"), &[self.dir.as_os_str()]);
+            assert!(self.url.is_empty() || self.url == url, "CouchDB came back elsewhere: {url}");
+            self.url = url;
+            wait_up(&format!("{}/_up", self.url), "CouchDB").await;
+            return;
+        }
         let bin =
             std::env::var("POUCHDB_SERVER_BIN").expect("POUCHDB_SERVER_BIN is set: run the tests with scripts/test.sh");
         let child = std::process::Command::new(bin)
@@ -184,10 +206,15 @@ impl OwnCouch {
             .spawn()
             .expect("pouchdb-server starts");
         self.child = Some(child);
-        wait_up(&self.url(), "pouchdb-server").await;
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        wait_up(&self.url, "pouchdb-server").await;
     }
 
     pub fn stop(&mut self) {
+        if let Some(dist) = couchdb_dist() {
+            run_script(&dist.join("stop.sh"), &[self.dir.as_os_str()]);
+            return;
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -24,6 +24,14 @@ pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// A document's path: `_design/` stays as it is (CouchDB redirects an escaped one).
+fn doc_path(db: &str, id: &str) -> String {
+    match id.strip_prefix("_design/") {
+        Some(name) => format!("{}/_design/{}", enc(db), enc(name)),
+        None => format!("{}/{}", enc(db), enc(id)),
+    }
+}
+
 pub fn account_db(id: &str) -> String {
     format!("account/{}/{}/{}", &id[0..2], &id[2..4], &id[4..])
 }
@@ -53,7 +61,7 @@ impl Couch {
     }
 
     pub async fn get(&self, db: &str, id: &str) -> Option<Value> {
-        let r = self.http.get(format!("{}/{}/{}", self.url, enc(db), enc(id))).send().await.unwrap();
+        let r = self.http.get(format!("{}/{}", self.url, doc_path(db, id))).send().await.unwrap();
         if r.status() == 404 { None } else { Some(r.json().await.unwrap()) }
     }
 
@@ -61,7 +69,7 @@ impl Couch {
     pub async fn put(&self, db: &str, doc: &Value) -> Value {
         let id = doc["_id"].as_str().unwrap();
         self.http
-            .put(format!("{}/{}/{}", self.url, enc(db), enc(id)))
+            .put(format!("{}/{}", self.url, doc_path(db, id)))
             .json(doc)
             .send()
             .await

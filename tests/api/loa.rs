@@ -5,7 +5,7 @@ use crate::kazoo::{account_db, random_number};
 use reqwest::Method;
 use serde_json::json;
 
-fn pdf_text(pdf: &[u8]) -> String {
+pub fn pdf_text(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("loa.pdf");
     std::fs::write(&path, pdf).unwrap();

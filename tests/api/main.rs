@@ -11,6 +11,7 @@ mod envelope;
 mod faults;
 mod fone;
 mod hostile;
+mod instances;
 mod lifecycle;
 mod listings;
 mod loa;

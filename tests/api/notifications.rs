@@ -1,4 +1,4 @@
-//! Notifications through the outbox: real MailDev, real HTTP receivers.
+//! Notifications derived from the saved requests: real MailDev, real HTTP receivers.
 
 use crate::helpers::{
     OwnMaildev, Ports, TestApp, assert_error, mails_to, receiver, spawn_app, spawn_app_with, subjects, support_email,
@@ -272,18 +272,62 @@ async fn old_unconfirmed_requests_get_one_reminder_per_period() {
     assert_eq!(subjects(&mails), [format!("Unfinished port request 'Port for {to}' reminder")]);
 }
 
-/// A webhook URL whose host resolves to a private address is never called (SSRF), and the
-/// refusal shows in the request's delivery records.
+/// A webhook URL whose host resolves to a private address is refused on create and edit
+/// (SSRF), naming the field; nothing is stored.
 #[tokio::test]
-async fn webhooks_to_private_addresses_are_refused() {
-    let hook = receiver(0).await;
+async fn webhooks_to_private_addresses_are_refused_on_create_and_edit() {
     let app = spawn_app_with(|s| s.outbox.allow_private_webhooks = false).await;
     let t = tree(&app).await;
     let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    for url in ["http://localhost:9/hooks", "http://10.1.2.3/hooks", "http://169.254.169.254/latest/meta-data"] {
+        let data =
+            json!({"name": "hook", "numbers": {random_number(): {}}, "notifications": {"webhook": {"url": url}}});
+        let (status, body) = app.call(Method::PUT, &ports.path(""), &member, Some(data)).await;
+        let errors = assert_error(status, &body, 400, "validation error");
+        assert!(
+            errors["notifications.webhook.url"]["forbidden"]["message"].as_str().unwrap().contains("private network"),
+            "{body}"
+        );
+    }
+    let id = create(&app, &t.customer, &customer_address(), None).await;
+    let before = app.sys.couch.get("port_requests", &id).await.unwrap();
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &ports.path(&format!("/{id}")),
+            &member,
+            Some(json!({"notifications": {"webhook": {"url": "http://127.0.0.1:1/x"}}})),
+        )
+        .await;
+    assert_error(status, &body, 400, "validation error");
+    assert_eq!(app.sys.couch.get("port_requests", &id).await.unwrap()["_rev"], before["_rev"], "nothing stored");
+}
+
+/// DNS can change after a URL was accepted: the delivery checks again, never calls a private
+/// address, and the skip shows in the request's delivery records.
+#[tokio::test]
+async fn webhooks_to_private_addresses_are_skipped_at_delivery() {
+    let hook = receiver(0).await;
+    // one instance accepted the URL (private addresses allowed there), another delivers
+    let queue = hex32();
+    let (q1, q2) = (queue.clone(), queue);
+    let writer = spawn_app_with(move |s| {
+        s.outbox.queue = q1;
+        s.outbox.worker = false;
+    })
+    .await;
+    let app = spawn_app_with(move |s| {
+        s.outbox.queue = q2;
+        s.outbox.allow_private_webhooks = false;
+    })
+    .await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&writer, &t.customer);
     let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
     // a name, not a literal address: the check follows DNS
     let url = hook.url.replace("127.0.0.1", "localhost");
-    let id = create(&app, &t.customer, &customer_address(), Some(&format!("{url}/hooks"))).await;
+    let id = create(&writer, &t.customer, &customer_address(), Some(&format!("{url}/hooks"))).await;
     ports.to(&member, &id, "submitted", None).await;
     let path = ports.path(&format!("/{id}/notifications"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -252,13 +252,38 @@ async fn charges_have_to_be_accepted() {
     let id = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
     let (status, body) = ports.to(&member, &id, "submitted", None).await;
     let data = assert_error(status, &body, 402, "accept charges");
-    assert_eq!(data, json!({"activation_charges": 10.0, "number_services": {"port": {"activation_charges": 10.0}}}));
+    // what Monster UI 4.3's charges dialog (monster.ui.charges) reads: a list of invoices
+    let invoices = data.as_array().expect("a list of invoices, as Kazoo's service 402s");
+    assert_eq!(invoices.len(), 1);
+    let invoice = &invoices[0];
+    assert_eq!(invoice["bookkeeper"]["type"], "default");
+    let items: Vec<&Value> =
+        invoice["items"].as_array().unwrap().iter().filter(|i| i["quantity"].as_u64() > Some(0)).collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0]["item"].as_str(), items[0]["rate"].as_f64(), items[0]["total"].as_f64()),
+        (Some("port"), Some(10.0), Some(10.0))
+    );
+    for key in ["activation_charges", "summary", "plan", "taxes"] {
+        assert!(invoice.get(key).is_some(), "{key} missing from {invoice}");
+    }
     let (_, still) = ports.get(&member, &id).await;
     assert_eq!(still["data"]["port_state"], "unconfirmed");
-    let (status, body) =
-        app.call(Method::PATCH, &ports.path(&format!("/{id}/submitted?accept_charges=true")), &member, None).await;
-    assert_eq!(status, 200, "{body}");
+    // the dialog's retry: Monster UI's SDK puts accept_charges next to data
+    let resp = app
+        .request(Method::PATCH, &ports.path(&format!("/{id}/submitted")), Some(&member))
+        .json(&json!({"data": {}, "accept_charges": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"]["_read_only"]["accepted_charges"]["activation_charges"], 10.0);
+    // the query string works as well (on another request)
+    let other = ports.create(&member, &[&random_number()]).await["id"].as_str().unwrap().to_owned();
+    let (status, body) =
+        app.call(Method::PATCH, &ports.path(&format!("/{other}/submitted?accept_charges=true")), &member, None).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

@@ -1,0 +1,230 @@
+//! What happened to a port request, recorded in the request itself (`pvt_events`), and which
+//! deliveries each event causes.
+//!
+//! A change and its notifications are one write: the request's own save carries the event, with
+//! a stable id. Delivery workers derive one delivery record per event and channel from the saved
+//! document, with an id made from the event's, so whoever derives it gets the same record.
+
+use super::comments;
+use super::notifications::{Audience, emails_for_comment, emails_for_state};
+use super::port_state::PortState;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Where a request keeps its events (a private key: clients never see it).
+pub const KEY: &str = "pvt_events";
+
+/// How many events a request keeps; older ones were delivered long ago.
+pub const KEPT: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// 32 hex characters, unique.
+    pub id: String,
+    /// The delivery queue of the instance that made the change: instances with the same queue
+    /// share the deliveries.
+    pub queue: String,
+    /// When it happened (Gregorian seconds).
+    pub at: i64,
+    #[serde(flatten)]
+    pub what: What,
+    /// The request's webhook at the time (a later edit of the URL does not redirect it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum What {
+    Transition {
+        state: PortState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<PortState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason_author: Option<String>,
+        /// Push the submitted request to the owner's `submitted_port_requests_url`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        carrier_push: bool,
+    },
+    Comment {
+        /// The comment as stored.
+        comment: Value,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Webhook,
+    CarrierPush,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+            Channel::CarrierPush => "carrier_push",
+        }
+    }
+}
+
+/// One delivery an event causes: an email of a template to an audience, a webhook call or
+/// the carrier push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub channel: Channel,
+    /// The email template, or the webhook's event name (`transition`, `comment`).
+    pub name: &'static str,
+    pub audience: Option<Audience>,
+}
+
+impl Delivery {
+    fn email(name: &'static str, audience: Audience) -> Self {
+        Self { channel: Channel::Email, name, audience: Some(audience) }
+    }
+
+    /// The id of its delivery record: the same for everyone who derives it.
+    pub fn record_id(&self, event_id: &str) -> String {
+        match self.audience {
+            Some(a) => format!("delivery:{event_id}:{}:{}:{}", self.channel.as_str(), self.name, a.as_str()),
+            None => format!("delivery:{event_id}:{}:{}", self.channel.as_str(), self.name),
+        }
+    }
+}
+
+impl Event {
+    /// Kazoo's emails for the event (new comments as `port_comment`), the webhook unless the
+    /// comment is private, and the carrier push of a submission.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        let (emails, webhook, push) = match &self.what {
+            What::Transition { state, carrier_push, .. } => (emails_for_state(*state), "transition", *carrier_push),
+            What::Comment { comment } => {
+                let hook = if comments::is_private(comment) { "" } else { "comment" };
+                (emails_for_comment(comment), hook, false)
+            }
+        };
+        let mut out: Vec<Delivery> = emails.into_iter().map(|(t, a)| Delivery::email(t, a)).collect();
+        if self.webhook_url.is_some() && !webhook.is_empty() {
+            out.push(Delivery { channel: Channel::Webhook, name: webhook, audience: None });
+        }
+        if push {
+            out.push(Delivery { channel: Channel::CarrierPush, name: "carrier_push", audience: None });
+        }
+        out
+    }
+
+    /// What the templates say happened.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.what {
+            What::Transition { reason, .. } => reason.as_deref(),
+            What::Comment { .. } => None,
+        }
+    }
+}
+
+/// The events a stored request carries (unreadable entries are skipped).
+pub fn of(doc: &Value) -> Vec<Event> {
+    doc.get(KEY)
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(|e| serde_json::from_value(e.clone()).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Adds events to a request about to be saved, keeping the newest `KEPT`.
+pub fn record(doc: &mut Value, new: &[Event]) {
+    if new.is_empty() {
+        return;
+    }
+    let mut list: Vec<Value> = doc.get(KEY).and_then(Value::as_array).cloned().unwrap_or_default();
+    list.extend(new.iter().map(|e| json!(e)));
+    let excess = list.len().saturating_sub(KEPT);
+    list.drain(..excess);
+    doc[KEY] = Value::Array(list);
+}
+
+/// The delivery record ids of every event of `queue` a request carries, with their event.
+pub fn record_ids(doc: &Value, queue: &str) -> Vec<(String, Event, Delivery)> {
+    of(doc)
+        .into_iter()
+        .filter(|e| e.queue == queue)
+        .flat_map(|e| e.deliveries().into_iter().map(move |d| (d.record_id(&e.id), e.clone(), d)))
+        .collect()
+}
+
+/// The id of the reminder record of a request for one period: the same whoever queues it.
+pub fn reminder_record_id(port_request_id: &str, period: i64) -> String {
+    format!("delivery:reminder:{port_request_id}:{period}:email:port_unconfirmed:submitter")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transition(state: PortState, webhook: bool, push: bool) -> Event {
+        Event {
+            id: "e1".into(),
+            queue: "q".into(),
+            at: 10,
+            what: What::Transition {
+                state,
+                previous: None,
+                reason: Some("ok".into()),
+                reason_author: None,
+                carrier_push: push,
+            },
+            webhook_url: webhook.then(|| "https://hooks.example.com/x".into()),
+        }
+    }
+
+    #[test]
+    fn a_submission_mails_both_sides_calls_the_webhook_and_pushes() {
+        let ids: Vec<String> =
+            transition(PortState::Submitted, true, true).deliveries().iter().map(|d| d.record_id("e1")).collect();
+        assert_eq!(
+            ids,
+            [
+                "delivery:e1:email:port_request:submitter",
+                "delivery:e1:email:port_request:authority",
+                "delivery:e1:email:port_request_admin:authority",
+                "delivery:e1:webhook:transition",
+                "delivery:e1:carrier_push:carrier_push",
+            ]
+        );
+        assert_eq!(transition(PortState::Pending, false, false).deliveries().len(), 1);
+    }
+
+    #[test]
+    fn private_comments_reach_the_authority_only_and_no_webhook() {
+        let private = Event {
+            id: "c".into(),
+            queue: "q".into(),
+            at: 1,
+            what: What::Comment { comment: json!({"content": "x", "is_private": true}) },
+            webhook_url: Some("https://hooks.example.com".into()),
+        };
+        assert_eq!(private.deliveries(), vec![Delivery::email("port_comment", Audience::Authority)]);
+        let public = Event { what: What::Comment { comment: json!({"content": "x"}) }, ..private };
+        assert_eq!(public.deliveries().len(), 3);
+    }
+
+    #[test]
+    fn events_round_trip_through_the_document_and_old_ones_go() {
+        let mut doc = json!({"_id": "p"});
+        let e = transition(PortState::Pending, true, false);
+        record(&mut doc, std::slice::from_ref(&e));
+        assert_eq!(doc[KEY][0]["type"], "transition");
+        assert_eq!(doc[KEY][0]["state"], "pending");
+        assert_eq!(of(&doc), vec![e.clone()]);
+        let many: Vec<Event> = (0..KEPT + 5).map(|i| Event { id: format!("e{i}"), ..e.clone() }).collect();
+        record(&mut doc, &many);
+        let kept = of(&doc);
+        assert_eq!(kept.len(), KEPT);
+        assert_eq!(kept.last().unwrap().id, format!("e{}", KEPT + 4));
+        assert!(record_ids(&doc, "other").is_empty());
+        assert_eq!(record_ids(&doc, "q").len(), KEPT * 2);
+    }
+}
