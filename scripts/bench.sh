@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks: the service next to raw CouchDB requests, same run, same PouchDB Server.
-# scripts/bench.sh [core|listings|loa|fuzz ...]   (no argument: every section). Prints markdown tables.
+# Benchmarks: the service next to the raw CouchDB requests it needs, same run, same server.
+# On Apache CouchDB 3.4.3 from ../shared/couchdb when it is there (USE_POUCHDB=1: PouchDB Server),
+# with a 3-node cluster for the `cluster` section.
+# scripts/bench.sh [core|deliveries|cluster|listings|loa|fuzz ...]   (no argument: every section).
+# Prints markdown tables.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -15,4 +18,9 @@ ensure_node_packages
 cargo build --release --locked --quiet
 export KPR_BIN="$ROOT/target/release/kazoo-port-requests"
 start_fresh_stack bench
+if have_couchdb && { [ $# -eq 0 ] || [[ " $* " == *" cluster "* ]]; }; then
+  start_couchdb "$WORK/cluster" cluster
+  export KPR_BENCH_CLUSTER_URL="${COUCH_STARTED_URL%%,*}"
+fi
+log "benchmarks on $COUCHDB_KIND"
 cargo bench --locked --bench service -- "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts everything a newcomer needs: PouchDB Server (data in .devdata/couch), MailDev (mail
-# in .devdata/mail), the demo accounts and keys, and the service on http://127.0.0.1:8000.
-# Ctrl-C stops all of it.
+# Starts everything a newcomer needs: a CouchDB (Apache CouchDB 3.4.3 from ../shared/couchdb when
+# it is there, PouchDB Server otherwise; data in .devdata/), MailDev (mail in .devdata/mail), the
+# demo accounts and keys, and the service on http://127.0.0.1:8000. Ctrl-C stops all of it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,7 +10,6 @@ COUCH_PORT=${DEV_COUCH_PORT:-5984}
 SMTP_PORT=${DEV_SMTP_PORT:-1025}
 MAILWEB_PORT=${DEV_MAILDEV_PORT:-1080}
 export LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1:8000}
-export COUCHDB_URL="http://127.0.0.1:$COUCH_PORT"
 export SMTP_URL="smtp://127.0.0.1:$SMTP_PORT"
 export QT_QPA_PLATFORM=offscreen
 
@@ -22,7 +21,15 @@ BIN="$ROOT/target/release/kazoo-port-requests"
 
 trap 'stop_started; log "stopped"' EXIT
 trap 'exit 130' INT TERM
-start_pouchdb "$ROOT/.devdata/couch" "$COUCH_PORT"
+if have_couchdb; then
+  start_couchdb "$ROOT/.devdata/couchdb"
+  export COUCHDB_URL="$COUCH_STARTED_URL"
+  SERVER="Apache CouchDB 3.4.3 (data in .devdata/couchdb)"
+else
+  start_pouchdb "$ROOT/.devdata/couch" "$COUCH_PORT"
+  export COUCHDB_URL="http://127.0.0.1:$COUCH_PORT"
+  SERVER="PouchDB Server (data in .devdata/couch; no ../shared/couchdb here)"
+fi
 start_maildev "$SMTP_PORT" "$MAILWEB_PORT" "$ROOT/.devdata/mail"
 
 DEMO=$("$BIN" bootstrap --demo)
@@ -36,7 +43,7 @@ wait_http "http://$LISTEN_ADDR/healthz" "kazoo-port-requests"
 cat <<INFO
 
   kazoo-port-requests is running on http://$LISTEN_ADDR
-  CouchDB-compatible server: $COUCHDB_URL   (data in .devdata/couch)
+  CouchDB:                   ${COUCHDB_URL/\/\/*@/\/\/}   $SERVER
   MailDev (mail sink):       http://127.0.0.1:$MAILWEB_PORT
   Master account id:         $MASTER
   Token (24 h):              $TOKEN

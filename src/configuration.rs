@@ -175,6 +175,9 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// Port request documents kept to be revalidated with CouchDB instead of re-read (0: off).
     pub doc_cache: u64,
+    /// How long a listing waits for its view to catch up before answering from the view as it
+    /// stands.
+    pub listing_wait: Duration,
     /// Overrides `system_config/number_manager`'s
     /// `allow_port_transition_from_submitted_to_scheduled` when set.
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -229,6 +232,10 @@ pub struct SettingsArgs {
     /// (If-None-Match) and is sent the document only when it is not; 0 turns it off.
     #[arg(long, env = "DOC_CACHE", default_value_t = 5_000, global = true)]
     pub doc_cache: u64,
+    /// Milliseconds a listing waits for CouchDB to bring its view up to date before it answers
+    /// from the view as it stands (which CouchDB then brings up to date).
+    #[arg(long, env = "LISTING_WAIT_MS", default_value_t = 2000, global = true)]
+    pub listing_wait_ms: u64,
     /// Allow submitted -> scheduled (default: system_config number_manager, else false).
     #[arg(long, env = "ALLOW_SUBMITTED_TO_SCHEDULED", global = true)]
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -323,6 +330,7 @@ impl SettingsArgs {
             node_name: self.node_name.unwrap_or_else(|| format!("kazoo_port_requests@{}", hostname())),
             cache_ttl: Duration::from_secs(self.cache_ttl),
             doc_cache: self.doc_cache,
+            listing_wait: Duration::from_millis(self.listing_wait_ms.max(1)),
             allow_submitted_to_scheduled: self.allow_submitted_to_scheduled,
             port_activation_charge: match self.port_activation_charge {
                 Some(c) if !c.is_finite() || c < 0.0 => {

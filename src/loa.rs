@@ -4,10 +4,10 @@
 //! repeat request for the same request revision does not render again.
 
 use crate::couch::dbs;
+use crate::directory::Directory;
 use crate::domain::attachments::check_name;
 use crate::domain::ids::AccountId;
 use crate::error::ApiError;
-use crate::state::AppState;
 use bytes::Bytes;
 use handlebars::Handlebars;
 use moka::future::Cache;
@@ -70,15 +70,15 @@ impl LoaRenderer {
     }
 
     /// The template attachment `name` of `pdf.loa` in `db`, if there is one.
-    async fn stored_template(&self, state: &AppState, db: &str, name: &str) -> Result<Option<Template>, ApiError> {
-        let Some(doc) = state.directory.doc(db, TEMPLATE_DOC).await? else { return Ok(None) };
+    async fn stored_template(&self, directory: &Directory, db: &str, name: &str) -> Result<Option<Template>, ApiError> {
+        let Some(doc) = directory.doc(db, TEMPLATE_DOC).await? else { return Ok(None) };
         let Some(stub) = doc.get("_attachments").and_then(|a| a.get(name)) else { return Ok(None) };
         let digest = stub.get("digest").and_then(Value::as_str).unwrap_or_default();
         let key = format!("{db}/{name}/{digest}");
         if let Some(registry) = self.compiled.get(&key).await {
             return Ok(Some(Template { origin: key, registry }));
         }
-        let Some((_, bytes)) = state.couch.get_attachment(db, TEMPLATE_DOC, name).await? else { return Ok(None) };
+        let Some((_, bytes)) = directory.couch().get_attachment(db, TEMPLATE_DOC, name).await? else { return Ok(None) };
         let registry = compile(&key, &String::from_utf8_lossy(&bytes))?;
         self.compiled.insert(key.clone(), registry.clone()).await;
         Ok(Some(Template { origin: key, registry }))
@@ -109,7 +109,7 @@ impl LoaRenderer {
     /// `system_config`, then the shipped files under `templates/loa/`.
     pub async fn find_template(
         &self,
-        state: &AppState,
+        directory: &Directory,
         reseller: &AccountId,
         carrier: Option<&str>,
     ) -> Result<Template, ApiError> {
@@ -122,7 +122,7 @@ impl LoaRenderer {
         names.push(DEFAULT_TEMPLATE.to_owned());
         for db in [reseller.db_name(), dbs::SYSTEM_CONFIG.to_owned()] {
             for name in &names {
-                if let Some(t) = self.stored_template(state, &db, name).await? {
+                if let Some(t) = self.stored_template(directory, &db, name).await? {
                     return Ok(t);
                 }
             }

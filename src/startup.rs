@@ -45,6 +45,7 @@ impl Application {
                 .wrap(from_fn(crossbar))
                 .configure(routes::configure)
         })
+        .workers(std::env::var("HTTP_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2))
         // slow or silent clients: headers within 5 s, a closing client gone within 2 s
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(2))

@@ -4,9 +4,8 @@ use crate::auth::Authenticator;
 use crate::configuration::Settings;
 use crate::couch::Couch;
 use crate::directory::Directory;
+use crate::email::Mailer;
 use crate::loa::LoaRenderer;
-use crate::notify::Deliveries;
-use crate::notify::email::Mailer;
 
 /// How the service names itself to webhooks and carriers.
 pub const USER_AGENT: &str = concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION"));
@@ -17,12 +16,11 @@ pub struct AppState {
     pub directory: Directory,
     pub auth: Authenticator,
     pub loa: LoaRenderer,
-    pub deliveries: Deliveries,
     pub mailer: Mailer,
     /// For webhooks and the carrier push.
     pub http: reqwest::Client,
     /// Port request documents read lately, used when CouchDB confirms they are current.
-    pub docs: crate::port_requests::cache::DocCache,
+    pub docs: crate::couch::cache::DocCache,
 }
 
 impl AppState {
@@ -36,10 +34,9 @@ impl AppState {
             settings.loa_timeout,
             settings.cache_ttl,
         );
-        let deliveries = Deliveries::new(&settings.outbox.queue);
         let mailer = Mailer::new(&settings)?;
         let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
-        let docs = crate::port_requests::cache::DocCache::new(settings.doc_cache);
-        Ok(Self { settings, couch, directory, auth, loa, deliveries, mailer, http, docs })
+        let docs = crate::couch::cache::DocCache::new(settings.doc_cache);
+        Ok(Self { settings, couch, directory, auth, loa, mailer, http, docs })
     }
 }

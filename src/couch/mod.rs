@@ -5,6 +5,7 @@
 //! Reads are CouchDB's own, at its default read quorum. Writes (`write.rs`) ask every copy and,
 //! on a cluster, find out whether their revision won before they report success.
 
+pub mod cache;
 pub mod changes;
 pub mod design;
 mod nodes;
@@ -136,6 +137,10 @@ pub struct ViewQuery {
     pub descending: bool,
     pub include_docs: bool,
     pub freshness: Freshness,
+    /// With `Freshness::Current`: how long to wait for the index to catch up before answering
+    /// from the index as it stands (a view far behind, right after a bulk load, can take
+    /// many seconds to bring up to date; CouchDB goes on indexing meanwhile).
+    pub wait: Option<std::time::Duration>,
 }
 
 impl ViewQuery {
@@ -348,6 +353,21 @@ impl Couch {
 
     /// Reads the rows of a design-doc view.
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
+        let (Freshness::Current, Some(wait)) = (query.freshness, query.wait) else {
+            return self.view_once(db, ddoc, view, query).await;
+        };
+        match tokio::time::timeout(wait, self.view_once(db, ddoc, view, query)).await {
+            Ok(rows) => rows,
+            Err(_) => {
+                crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
+                tracing::info!(ddoc, view, "the index is catching up: answered from it as it stands");
+                let as_indexed = ViewQuery { freshness: Freshness::AsIndexed, ..query.clone() };
+                self.view_once(db, ddoc, view, &as_indexed).await
+            }
+        }
+    }
+
+    async fn view_once(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
         let _timer = crate::metrics::CouchTimer::start("view");
         let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
         let params = query.params();
@@ -388,10 +408,15 @@ impl Couch {
 
     /// Reads several documents by id at once; missing or deleted ones are skipped.
     pub async fn get_many(&self, db: &str, ids: &[String]) -> StoreResult<Vec<Value>> {
-        let _timer = crate::metrics::CouchTimer::start("get_many");
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // one or two documents cost CouchDB less as plain reads than as an `_all_docs` query
+        if ids.len() <= 2 {
+            let reads = futures_util::future::try_join_all(ids.iter().map(|id| self.get(db, id))).await?;
+            return Ok(reads.into_iter().flatten().collect());
+        }
+        let _timer = crate::metrics::CouchTimer::start("get_many");
         let path = format!("/{}/_all_docs", encode(db));
         let keys = json!({ "keys": ids });
         let resp = self

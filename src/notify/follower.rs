@@ -44,7 +44,7 @@ fn checkpoint_id(queue: &str) -> String {
 
 /// The saved checkpoint, or a new one at the database's current sequence.
 async fn checkpoint(state: &AppState) -> StoreResult<Value> {
-    let id = checkpoint_id(state.deliveries.queue());
+    let id = checkpoint_id(state.settings.outbox.queue.as_str());
     if let Some(doc) = state.couch.get(dbs::SERVICE, &id).await? {
         return Ok(doc);
     }
@@ -146,7 +146,7 @@ async fn existing(state: &AppState, ids: &[String]) -> StoreResult<HashSet<Strin
 }
 
 async fn handle(state: &AppState, sender: &Sender, batch: Vec<Value>, seen: Instant) -> StoreResult<()> {
-    let queue = state.deliveries.queue();
+    let queue = state.settings.outbox.queue.as_str();
     let horizon = now_gregorian() - state.settings.outbox.give_up_after.as_secs() as i64;
     // the newest change of each request
     let mut docs: BTreeMap<String, Value> = BTreeMap::new();
@@ -183,7 +183,7 @@ async fn look_at(state: &AppState, sender: &Sender, id: &str, there: &HashSet<St
         // resolved once, the same way by everyone; the resolution is a change of its own
         return crate::port_requests::conflicts::resolve(state, id).await;
     }
-    let queue = state.deliveries.queue();
+    let queue = state.settings.outbox.queue.as_str();
     let horizon = now_gregorian() - state.settings.outbox.give_up_after.as_secs() as i64;
     let lease = state.settings.outbox.lease.as_secs();
     let missing: Vec<_> = events::record_ids(&doc, queue)

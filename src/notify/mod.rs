@@ -9,10 +9,8 @@
 //! when its lease runs out. A crash in the middle of a send can repeat that one send (at least
 //! once); nothing else is ever sent twice.
 
-pub mod email;
 mod follower;
 mod records;
-pub mod webhook;
 mod worker;
 
 use crate::couch::{Couch, StoreResult, dbs, design};
@@ -22,8 +20,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::web;
 use serde_json::Value;
-use std::sync::Arc;
-use tokio::sync::Notify;
 
 const DELIVERY_VIEWS: &str = include_str!("../../couchdb_views/deliveries.json");
 
@@ -45,42 +41,19 @@ pub fn spawn(state: web::Data<AppState>) {
     worker::spawn(state);
 }
 
-/// This instance's side of the deliveries: its queue, and a bell that makes the follower look
-/// at the changes feed at once.
-#[derive(Clone)]
-pub struct Deliveries {
-    queue: String,
-    wake: Arc<Notify>,
-}
-
-impl Deliveries {
-    pub fn new(queue: &str) -> Self {
-        Self { queue: queue.to_owned(), wake: Arc::new(Notify::new()) }
-    }
-
-    pub fn queue(&self) -> &str {
-        &self.queue
-    }
-
-    /// Tells this instance's worker that a change with events was just saved.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The delivery records of a request (every queue's), oldest first: read by their ids,
-    /// which follow from the request's events, so the log is current.
-    pub async fn log(&self, state: &AppState, doc: &Value) -> Result<Vec<Value>, ApiError> {
-        let id = doc["_id"].as_str().unwrap_or_default();
-        let mut ids: Vec<String> = events::of(doc)
-            .iter()
-            .flat_map(|e| e.deliveries().into_iter().map(|d| d.record_id(&e.id)).collect::<Vec<_>>())
-            .collect();
-        let age = state.settings.outbox.reminder_age.as_secs() as i64;
-        let created = doc["pvt_created"].as_i64().unwrap_or_else(now_gregorian);
-        let periods = ((now_gregorian() - created) / age.max(1)).clamp(0, 100);
-        ids.extend((1..=periods).map(|p| events::reminder_record_id(id, p)));
-        let mut found = state.couch.get_many(dbs::SERVICE, &ids).await?;
-        found.sort_by_key(|r| r["created"].as_i64().unwrap_or(0));
-        Ok(found.iter().map(records::public).collect())
-    }
+/// The delivery records of a request (every queue's), oldest first: read by their ids,
+/// which follow from the request's events, so the log is current.
+pub async fn log(state: &AppState, doc: &Value) -> Result<Vec<Value>, ApiError> {
+    let id = doc["_id"].as_str().unwrap_or_default();
+    let mut ids: Vec<String> = events::of(doc)
+        .iter()
+        .flat_map(|e| e.deliveries().into_iter().map(|d| d.record_id(&e.id)).collect::<Vec<_>>())
+        .collect();
+    let age = state.settings.outbox.reminder_age.as_secs() as i64;
+    let created = doc["pvt_created"].as_i64().unwrap_or_else(now_gregorian);
+    let periods = ((now_gregorian() - created) / age.max(1)).clamp(0, 100);
+    ids.extend((1..=periods).map(|p| events::reminder_record_id(id, p)));
+    let mut found = state.couch.get_many(dbs::SERVICE, &ids).await?;
+    found.sort_by_key(|r| r["created"].as_i64().unwrap_or(0));
+    Ok(found.iter().map(records::public).collect())
 }

@@ -1,9 +1,7 @@
 //! Sending: the records this instance holds (made by its follower, or taken over once their
 //! lease ran out) are delivered a few at a time, and every attempt is recorded on the record.
 
-use super::email::File;
 use super::records::{self, Outcome};
-use super::webhook::{self, Refusal};
 use crate::couch::{StoreError, ViewQuery, dbs, design};
 use crate::directory::Account;
 use crate::domain::events::{self, Event, What};
@@ -12,8 +10,10 @@ use crate::domain::ids::{AccountId, derived_id};
 use crate::domain::notifications::{Audience, Happening, carrier_push_body, email_data, signature, webhook_body};
 use crate::domain::port_state::PortState;
 use crate::domain::time::{now_gregorian, now_unix};
+use crate::email::File;
 use crate::port_requests::find_authority;
 use crate::state::AppState;
+use crate::webhook::{self, Refusal};
 use actix_web::web;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ async fn due(state: web::Data<AppState>, sender: Sender) {
     let cfg = &state.settings.outbox;
     loop {
         tokio::time::sleep(cfg.poll).await;
-        let queue = state.deliveries.queue();
+        let queue = state.settings.outbox.queue.as_str();
         let now = now_unix();
         let query =
             ViewQuery { limit: Some(BATCH), ..ViewQuery::range(json!([queue, 0]), json!([queue, now])).with_docs() };
@@ -149,7 +149,13 @@ async fn reminders(state: web::Data<AppState>, sender: Sender) {
                         let id = doc["_id"].as_str().unwrap_or_default();
                         let period = (now - doc["pvt_created"].as_i64().unwrap_or(now)) / age.max(1);
                         let record_id = events::reminder_record_id(id, period);
-                        records::reminder(record_id, &doc, state.deliveries.queue(), period, cfg.lease.as_secs())
+                        records::reminder(
+                            record_id,
+                            &doc,
+                            state.settings.outbox.queue.as_str(),
+                            period,
+                            cfg.lease.as_secs(),
+                        )
                     })
                     .collect();
                 // those made already come back as conflicts: that is the point
@@ -304,7 +310,7 @@ async fn deliver_email(
     let reply_to = if template == "port_request_admin" { send_to(doc).into_iter().next() } else { None };
     let id = record["_id"].as_str().unwrap_or_default();
     let event_id = record["event_id"].as_str().unwrap_or(id);
-    let message = super::email::Envelope { message_id: &derived_id(id), delivery: id, event: event_id };
+    let message = crate::email::Envelope { message_id: &derived_id(id), delivery: id, event: event_id };
     state.mailer.send(&message, &to, reply_to.as_deref(), &rendered, files).await?;
     Ok(Outcome::Delivered(to))
 }

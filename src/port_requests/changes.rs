@@ -145,7 +145,7 @@ async fn validate_public(
             json!({ "message": "Field is not in the correct format", "format": "http(s) URL", "value": url }),
         ),
         Some(url) if !state.settings.outbox.allow_private_webhooks => {
-            if let Err(why) = crate::notify::webhook::check_target(url, false).await {
+            if let Err(why) = crate::webhook::check_target(url, false).await {
                 errors.add("notifications.webhook.url", "forbidden", json!({ "message": why, "value": url }));
             }
         }
@@ -234,11 +234,16 @@ fn not_updatable(state: PortState) -> ApiError {
     )
 }
 
-/// Checks and claims `candidates` for the stored request `doc`.
-async fn check_numbers(req: &Request<'_>, doc: &Value, candidates: &[Candidate]) -> Result<Taken, ApiError> {
+/// Checks and claims `candidates` for the stored request `doc` (with the reads made `ahead`).
+async fn check_numbers(
+    req: &Request<'_>,
+    doc: &Value,
+    candidates: &[Candidate],
+    ahead: Option<numbers::Ahead>,
+) -> Result<Taken, ApiError> {
     let owner = doc.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
     let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
-    let (errors, taken) = numbers::check(req.state, owner, id, candidates, Asking::Stored).await?;
+    let (errors, taken) = numbers::check(req.state, owner, id, candidates, Asking::Stored, ahead).await?;
     errors.into_result()?;
     Ok(taken)
 }
@@ -277,12 +282,7 @@ async fn commit(req: &Request<'_>, mut doc: Value, new_events: &[Event], taken: 
     pr::stamp(&mut doc, &stamp_of(req));
     events::record(&mut doc, new_events);
     match super::save(state, &mut doc).await {
-        Ok(_) => {
-            if !new_events.is_empty() {
-                state.deliveries.wake();
-            }
-            Ok(doc)
-        }
+        Ok(_) => Ok(doc),
         Err(ApiError::Conflict) => {
             numbers::release(state, taken).await;
             Err(ApiError::Conflict)
@@ -334,7 +334,7 @@ pub async fn create(
     if !all_comments.is_empty() {
         public.insert("comments".into(), Value::Array(all_comments));
     }
-    let (errors, taken) = numbers::check(state, account.id.as_str(), &id, &candidates, Asking::New).await?;
+    let (errors, taken) = numbers::check(state, account.id.as_str(), &id, &candidates, Asking::New, None).await?;
     errors.into_result()?;
 
     let built = async {
@@ -385,7 +385,7 @@ pub async fn replace(req: &Request<'_>, account: &Account, id: &str) -> Result<S
     }
     let is_auth = is_authority(req.caller, &doc);
     let edit = prepare_edit(req, &doc, client_fields(data_object(req.data)?), is_auth).await?;
-    let taken = check_numbers(req, &doc, &edit.candidates).await?;
+    let taken = check_numbers(req, &doc, &edit.candidates, None).await?;
     let new_doc = with_public(&doc, edit.public);
     let new_events = comment_events(req, &new_doc, &edit.new_comments);
     let saved = commit(req, new_doc, &new_events, taken).await?;
@@ -414,7 +414,7 @@ pub async fn patch(req: &Request<'_>, account: &Account, id: &str) -> Result<Sav
             if !current.is_editable() && !req.caller.is_superduper_admin() {
                 return Err(not_updatable(current));
             }
-            taken = check_numbers(req, &doc, &edit.candidates).await?;
+            taken = check_numbers(req, &doc, &edit.candidates, None).await?;
         }
         let new_doc = with_public(&doc, edit.public);
         let new_events = comment_events(req, &new_doc, &edit.new_comments);
@@ -507,7 +507,17 @@ pub async fn move_to(req: &Request<'_>, account: &Account, id: &str, to: PortSta
 
 async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState) -> Result<Saved, ApiError> {
     let state = req.state;
-    let doc = load_in_scope(state, account, id).await?;
+    // a submission checks the request's numbers: their reads go out with the request's own,
+    // for the numbers the copy read last says it holds (used only if CouchDB's agrees)
+    let guess = (to == PortState::Submitted).then(|| state.docs.get(id)).flatten().map(|d| pr::numbers(&d));
+    let (doc, ahead) = futures_util::future::join(load_in_scope(state, account, id), async {
+        match guess {
+            Some(numbers) if !numbers.is_empty() => numbers::read_ahead(state, numbers).await,
+            _ => None,
+        }
+    })
+    .await;
+    let doc = doc?;
     super::check_if_match(req.if_match, &doc)?;
     let from = PortState::of_doc(&doc);
     let is_auth = is_authority(req.caller, &doc);
@@ -529,7 +539,7 @@ async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState
         } else {
             pr::numbers(&doc).into_iter().map(|n| Candidate { raw: n.clone(), e164: n }).collect()
         };
-        taken = check_numbers(req, &doc, &candidates).await?;
+        taken = check_numbers(req, &doc, &candidates, if edit.numbers_changed { None } else { ahead }).await?;
         if to == PortState::Submitted {
             let count = edit.public.get("numbers").and_then(Value::as_object).map_or(0, |n| n.len());
             charges = match check_charges(req, &doc, count) {

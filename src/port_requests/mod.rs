@@ -2,7 +2,6 @@
 //! port authority walk, completion (number documents), and the changes themselves
 //! (`changes`), which handlers in `routes` call.
 
-pub mod cache;
 pub mod changes;
 pub mod completion;
 pub mod conflicts;

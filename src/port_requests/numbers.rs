@@ -75,25 +75,58 @@ pub async fn assigned_numbers(state: &AppState, e164s: &[String]) -> Result<BTre
     Ok(found)
 }
 
+/// The reads a stored request's check starts with (its claims and the numbers databases), made
+/// ahead, at the same time as the request's own read, for the numbers it is expected to hold.
+pub struct Ahead {
+    numbers: Vec<String>,
+    claims: Vec<Value>,
+    assigned: BTreeMap<String, Value>,
+}
+
+/// Reads ahead for `e164s` (`None` when either read fails: the check reads again).
+pub async fn read_ahead(state: &AppState, e164s: Vec<String>) -> Option<Ahead> {
+    let ids: Vec<String> = e164s.iter().map(|n| claims::claim_id(n)).collect();
+    let (claims, assigned) =
+        futures_util::future::join(state.couch.get_many(dbs::SERVICE, &ids), assigned_numbers(state, &e164s)).await;
+    Some(Ahead { numbers: e164s, claims: claims.ok()?, assigned: assigned.ok()? })
+}
+
 /// Checks every candidate for `account_id`'s request `port_id` and claims the ones it does not
 /// hold yet. When any number is refused, the claims taken here are given back at once;
-/// otherwise they are returned, to give back should the request not be saved.
+/// otherwise they are returned, to give back should the request not be saved. `ahead`: reads
+/// made ahead, used only when they were made for these very numbers.
 pub async fn check(
     state: &AppState,
     account_id: &str,
     port_id: &str,
     candidates: &[Candidate],
     asking: Asking,
+    ahead: Option<Ahead>,
 ) -> Result<(ValidationErrors, Taken), ApiError> {
     let mut errors = ValidationErrors::new();
     if candidates.is_empty() {
         return Ok((errors, Taken::default()));
     }
     let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
+    let ahead = ahead.filter(|a| {
+        let (mut want, mut got) = (all.clone(), a.numbers.clone());
+        want.sort();
+        got.sort();
+        asking == Asking::Stored && want == got
+    });
+    let (known_claims, known_assigned) = match ahead {
+        Some(a) => (Some(a.claims), Some(a.assigned)),
+        None => (None, None),
+    };
+    let assigned = async {
+        match known_assigned {
+            Some(a) => Ok(a),
+            None => assigned_numbers(state, &all).await,
+        }
+    };
     // the numbers databases and the claims at once
     let (assigned, claimed) =
-        futures_util::future::join(assigned_numbers(state, &all), claim(state, account_id, port_id, &all, asking))
-            .await;
+        futures_util::future::join(assigned, claim(state, account_id, port_id, &all, asking, known_claims)).await;
     let claimed = claimed?;
     let assigned = match assigned {
         Ok(a) => a,
@@ -140,9 +173,10 @@ async fn claim(
     port_id: &str,
     e164s: &[String],
     asking: Asking,
+    known: Option<Vec<Value>>,
 ) -> Result<Claimed, StoreError> {
     let mut out = Claimed::default();
-    match claim_rounds(state, account_id, port_id, e164s, asking, &mut out).await {
+    match claim_rounds(state, account_id, port_id, e164s, asking, known, &mut out).await {
         Ok(()) => Ok(out),
         Err(e) => {
             // CouchDB failed half-way: give back what was taken
@@ -158,6 +192,7 @@ async fn claim_rounds(
     port_id: &str,
     e164s: &[String],
     asking: Asking,
+    mut known: Option<Vec<Value>>,
     out: &mut Claimed,
 ) -> Result<(), StoreError> {
     // a number whose claim was given back between our write and our read is claimed afresh;
@@ -190,8 +225,13 @@ async fn claim_rounds(
         if contested.is_empty() {
             break;
         }
-        let ids: Vec<String> = contested.iter().map(|n| claims::claim_id(n)).collect();
-        let current = state.couch.get_many(dbs::SERVICE, &ids).await?;
+        let current = match known.take() {
+            Some(read_ahead) => read_ahead,
+            None => {
+                let ids: Vec<String> = contested.iter().map(|n| claims::claim_id(n)).collect();
+                state.couch.get_many(dbs::SERVICE, &ids).await?
+            }
+        };
         let holder_ids: Vec<String> = current
             .iter()
             .filter_map(|c| c["port_request_id"].as_str())

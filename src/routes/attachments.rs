@@ -243,7 +243,7 @@ pub async fn loa(auth: Authed, req: HttpRequest, path: web::Path<(String, String
         .unwrap_or(chrono_tz::America::Los_Angeles);
     let reseller_doc = reseller.as_ref().map(|r| r.doc.clone()).unwrap_or_else(|| json!({}));
     let carrier = doc.pointer("/bill/carrier").and_then(Value::as_str);
-    let template = state.loa.find_template(state, &reseller_id, carrier).await?;
+    let template = state.loa.find_template(&state.directory, &reseller_id, carrier).await?;
     let now = now_gregorian();
     let rev = |d: &Value| d.get("_rev").and_then(Value::as_str).unwrap_or_default().to_owned();
     let day = (now / 86_400).to_string();

@@ -190,6 +190,7 @@ async fn segment_rows(
             skip: Some(skip),
             descending,
             include_docs: true,
+            wait: Some(ctx.state.settings.listing_wait),
             ..ViewQuery::default()
         };
         let rows = ctx.state.couch.view(dbs::PORT_REQUESTS, seg.ddoc, seg.view, &query).await?;
@@ -406,7 +407,7 @@ async fn number_listing(ctx: &Ctx, scope: &Scope, raw: &str, paging: Paging) -> 
     let descending = paging.descending.unwrap_or(false);
     let cursor = decode_cursor(&paging.start_key, 1)?;
     // a number is on a handful of requests at most: read them all, then page
-    let query = ViewQuery::key(json!(number)).with_docs();
+    let query = ViewQuery { wait: Some(ctx.state.settings.listing_wait), ..ViewQuery::key(json!(number)).with_docs() };
     let rows = ctx.state.couch.view(dbs::PORT_REQUESTS, design::OWN_DDOC, "listing_by_number", &query).await?;
     let superduper = ctx.caller.is_superduper_admin();
     let mut docs: Vec<Value> =

@@ -24,7 +24,7 @@ pub async fn openapi() -> HttpResponse {
 /// the other metrics from being served.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
-    let queue = state.deliveries.queue();
+    let queue = state.settings.outbox.queue.as_str();
     for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
         let key = json!([queue, status]);
         if let Ok(n) = state.couch.view_count(dbs::SERVICE, "deliveries", "by_status", key.clone(), key).await {

@@ -132,7 +132,7 @@ pub async fn notifications(ctx: Ctx, path: web::Path<(String, String)>) -> Resul
     if !is_authority(&ctx.caller, &doc) {
         return Err(ApiError::Forbidden(None));
     }
-    let records = ctx.state.deliveries.log(&ctx.state, &doc).await?;
+    let records = crate::notify::log(&ctx.state, &doc).await?;
     Ok(Reply::ok(json!(records)).with_automatic_revision())
 }
 

@@ -24,6 +24,7 @@ pub fn default_settings(couch_url: &str) -> Settings {
         node_name: Some("kpr-test@localhost".into()),
         cache_ttl: 10,
         doc_cache: 5_000,
+        listing_wait_ms: 2000,
         allow_submitted_to_scheduled: None,
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),
