@@ -619,8 +619,12 @@ async fn core(ctx: &Ctx, label: &str) {
     let raw = Raw { ctx, w: copies(ctx, "port_requests").await };
     // numbers of one range, whose numbers database exists (as in any Kazoo install): a first
     // number of a range would time the creation of its database
-    let number =
-        || format!("+1415{}{:06}", rand::thread_rng().gen_range(2..10), rand::thread_rng().gen_range(0..1_000_000u64));
+    // never the same number twice in a run
+    let next = std::sync::atomic::AtomicU64::new(rand::thread_rng().gen_range(0..1_000_000));
+    let number = || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8_000_000;
+        format!("+1415{}", 2_000_000 + n)
+    };
     ctx.http.put(format!("{}/numbers%2F%2B1415", ctx.couch_url)).send().await.unwrap();
     let create = |n: String| {
         let (http, base, member) = (ctx.http.clone(), base.clone(), member.clone());

@@ -18,9 +18,16 @@ ensure_node_packages
 cargo build --release --locked --quiet
 export KPR_BIN="$ROOT/target/release/kazoo-port-requests"
 start_fresh_stack bench
-if have_couchdb && { [ $# -eq 0 ] || [[ " $* " == *" cluster "* ]]; }; then
-  start_couchdb "$WORK/cluster" cluster
-  export KPR_BENCH_CLUSTER_URL="${COUCH_STARTED_URL%%,*}"
-fi
 log "benchmarks on $COUCHDB_KIND"
-cargo bench --locked --bench service -- "$@"
+wanted() { for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+SECTIONS=("$@")
+for section in core deliveries listings loa fuzz; do
+  if [ $# -eq 0 ] || wanted "$section"; then
+    cargo bench --locked --bench service -- "$section"
+  fi
+done
+# the cluster last, and only then started: three idle nodes would weigh on the other sections
+if have_couchdb && { [ $# -eq 0 ] || wanted cluster; }; then
+  start_couchdb "$WORK/cluster" cluster
+  KPR_BENCH_CLUSTER_URL="${COUCH_STARTED_URL%%,*}" cargo bench --locked --bench service -- cluster
+fi

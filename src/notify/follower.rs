@@ -199,6 +199,9 @@ async fn look_at(state: &AppState, sender: &Sender, id: &str, there: &HashSet<St
             .map(|(i, (_, e, d))| records::new(&doc, queue, e, d, (i < slots.len()).then_some(lease)))
             .collect();
         let results = state.couch.bulk_save(dbs::SERVICE, &made).await?;
+        if slots.len() < made.len() {
+            sender.due_now();
+        }
         for (mut record, result) in made.into_iter().zip(results) {
             match result {
                 Ok(rev) if record.get("lease").is_some() => {

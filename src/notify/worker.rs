@@ -18,15 +18,16 @@ use actix_web::web;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How many deliveries one instance makes at a time.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 32;
 /// How many due records one look takes.
 const BATCH: u64 = 50;
 
 pub fn spawn(state: web::Data<AppState>) {
-    let sender = Sender { state: state.clone(), permits: Arc::new(Semaphore::new(CONCURRENCY)) };
+    let sender =
+        Sender { state: state.clone(), permits: Arc::new(Semaphore::new(CONCURRENCY)), due: Arc::new(Notify::new()) };
     tokio::spawn(super::follower::run(state.clone(), sender.clone()));
     tokio::spawn(due(state.clone(), sender.clone()));
     tokio::spawn(reminders(state.clone(), sender));
@@ -52,12 +53,20 @@ async fn repairs(state: web::Data<AppState>) {
 pub struct Sender {
     state: web::Data<AppState>,
     permits: Arc<Semaphore>,
+    /// Rung when records were made that nobody holds (no slot was free): the look for due
+    /// records goes at once instead of at its next round.
+    due: Arc<Notify>,
 }
 
 impl Sender {
     /// Waits for a free slot (before taking a lease).
     pub async fn slot(&self) -> OwnedSemaphorePermit {
         self.permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+    }
+
+    /// Records are due that nobody holds: look for them now.
+    pub fn due_now(&self) {
+        self.due.notify_one();
     }
 
     /// As many free slots as there are, up to `n`, without waiting.
@@ -104,7 +113,10 @@ async fn send(state: &AppState, mut record: Value) {
 async fn due(state: web::Data<AppState>, sender: Sender) {
     let cfg = &state.settings.outbox;
     loop {
-        tokio::time::sleep(cfg.poll).await;
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.poll) => {}
+            _ = sender.due.notified() => {}
+        }
         let queue = state.settings.outbox.queue.as_str();
         let now = now_unix();
         let query =

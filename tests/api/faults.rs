@@ -209,7 +209,7 @@ async fn couchdb_stopped_under_load() {
     assert_eq!(reqwest::get(format!("{address}/healthz")).await.unwrap().status(), 200, "recovered without a restart");
 }
 
-fn spawn_service(couch: &str, port: u16, queue: &str) -> std::process::Child {
+pub fn spawn_service(couch: &str, port: u16, queue: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
         .arg("serve")
         .env("COUCHDB_URL", couch)
@@ -227,7 +227,7 @@ fn spawn_service(couch: &str, port: u16, queue: &str) -> std::process::Child {
         .expect("the service starts")
 }
 
-async fn wait_healthy(address: &str) {
+pub async fn wait_healthy(address: &str) {
     for _ in 0..100 {
         if reqwest::get(format!("{address}/healthz")).await.is_ok_and(|r| r.status().is_success()) {
             return;

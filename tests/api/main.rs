@@ -7,6 +7,7 @@ mod kazoo;
 mod attachments;
 mod auth;
 mod comments;
+mod deliveries;
 mod envelope;
 mod faults;
 mod fone;
