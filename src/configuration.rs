@@ -234,7 +234,7 @@ pub struct SettingsArgs {
     pub doc_cache: u64,
     /// Milliseconds a listing waits for CouchDB to bring its view up to date before it answers
     /// from the view as it stands (which CouchDB then brings up to date).
-    #[arg(long, env = "LISTING_WAIT_MS", default_value_t = 2000, global = true)]
+    #[arg(long, env = "LISTING_WAIT_MS", default_value_t = 1000, global = true)]
     pub listing_wait_ms: u64,
     /// Allow submitted -> scheduled (default: system_config number_manager, else false).
     #[arg(long, env = "ALLOW_SUBMITTED_TO_SCHEDULED", global = true)]

@@ -98,6 +98,25 @@ impl Couch {
         Ok(rev)
     }
 
+    /// Creates a document whose id nobody else writes (a random one): no race to lose, so the
+    /// write waits only for CouchDB's default quorum. Sets the `_rev`.
+    pub async fn create_unique(&self, db: &str, doc: &mut Value) -> StoreResult<String> {
+        let _timer = crate::metrics::CouchTimer::start("save");
+        let Some(id) = doc.get("_id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned) else {
+            return Err(StoreError::Fault("refusing to save a document without _id".into()));
+        };
+        let path = Self::doc_path(db, &id);
+        let body = &*doc;
+        let resp = self.send(Resend::Write, |c| c.req(Method::PUT, &path, None).json(body)).await?;
+        if !resp.status().is_success() {
+            return Err(classify_status(resp.status(), format!("writing {db}/{id}")));
+        }
+        let answer: Value = resp.json().await?;
+        let rev = answer["rev"].as_str().unwrap_or_default().to_owned();
+        doc["_rev"] = json!(rev);
+        Ok(rev)
+    }
+
     /// The revision of a single-document write's answer, once it is known to have won.
     async fn decided(&self, db: &str, id: &str, resp: reqwest::Response) -> StoreResult<String> {
         let status = resp.status();

@@ -211,7 +211,7 @@ pub async fn activate(state: &AppState, request: &Value) -> Result<Activation, A
     let mut journal = journal(request, &numbers.keys().cloned().collect::<Vec<_>>());
     // the journal is sent first: number documents never land without it
     let (journaled, numbers_dbs, account) = futures_util::future::join3(
-        state.couch.save(dbs::SERVICE, &mut journal),
+        state.couch.create_unique(dbs::SERVICE, &mut journal),
         futures_util::future::join_all(by_db.into_iter().map(|(db, docs)| {
             let judge = &in_numbers_db;
             async move { place(&state.couch, &db, docs, judge).await }

@@ -21,13 +21,16 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// Routes are matched in this order: the request and its sub-resources first, as they are
+/// what clients ask for most.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    port_requests::configure(cfg);
+    attachments::configure(cfg);
+    port_requests::configure_transitions(cfg);
+    listings::configure(cfg);
+    fone::configure(cfg);
     cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
         .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
         .service(resource("/metrics").route(web::get().to(operations::metrics)));
-    listings::configure(cfg);
-    attachments::configure(cfg);
-    fone::configure(cfg);
-    port_requests::configure(cfg);
     cfg.default_service(web::to(not_found));
 }

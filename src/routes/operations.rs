@@ -24,6 +24,7 @@ pub async fn openapi() -> HttpResponse {
 /// the other metrics from being served.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
+    m.couch_nodes_up.set(state.couch.nodes_up().0 as i64);
     let queue = state.settings.outbox.queue.as_str();
     for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
         let key = json!([queue, status]);

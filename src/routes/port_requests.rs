@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 pub const BASE: &str = "/v2/accounts/{account_id}/port_requests";
 
+/// The request and its own sub-resources (registered first: the most asked-for routes).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(BASE).route(web::get().to(listings::account_list)).route(web::put().to(create)))
         .service(
@@ -33,8 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(comments_add))
                 .route(web::delete().to(comments_forbidden)),
         )
-        .service(web::resource(format!("{BASE}/{{id}}/comments/{{n}}")).to(comments_forbidden))
-        .service(web::resource(format!("{BASE}/{{id}}/{{state}}")).to(transition));
+        .service(web::resource(format!("{BASE}/{{id}}/comments/{{n}}")).to(comments_forbidden));
+}
+
+/// `/{id}/{state}`: after every other sub-resource of a request, which it would shadow.
+pub fn configure_transitions(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(format!("{BASE}/{{id}}/{{state}}")).to(transition));
 }
 
 fn answer(saved: Saved) -> Reply {
