@@ -29,9 +29,14 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// How often the checkpoint is written while changes keep coming.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(3);
 
+/// The records this follower made lately: never made twice by it, whatever a read of our
+/// database says a moment later (PouchDB Server's `_all_docs` can miss a document just written).
+type Made = moka::sync::Cache<String, ()>;
+
 pub async fn run(state: web::Data<AppState>, sender: Sender) {
+    let made: Made = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(900)).build();
     loop {
-        if let Err(e) = follow(&state, &sender).await {
+        if let Err(e) = follow(&state, &sender, &made).await {
             tracing::warn!(error = %e, "following port_requests changes; taking it up again");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -85,13 +90,13 @@ async fn save_checkpoint(state: &AppState, doc: &mut Value, seq: &Value) {
     }
 }
 
-async fn follow(state: &AppState, sender: &Sender) -> StoreResult<()> {
+async fn follow(state: &AppState, sender: &Sender, made: &Made) -> StoreResult<()> {
     let mut mark = checkpoint(state).await?;
     let mut feed = state.couch.changes(dbs::PORT_REQUESTS, &mark["seq"]).await?;
     let mut saved = Instant::now();
     while let Some(batch) = feed.next_batch(500, Duration::from_millis(50)).await {
         let seen = Instant::now();
-        handle(state, sender, batch, seen).await?;
+        handle(state, sender, made, batch, seen).await?;
         if saved.elapsed() > CHECKPOINT_EVERY {
             save_checkpoint(state, &mut mark, &feed.since).await;
             saved = Instant::now();
@@ -145,7 +150,7 @@ async fn existing(state: &AppState, ids: &[String]) -> StoreResult<HashSet<Strin
         .unwrap_or_default())
 }
 
-async fn handle(state: &AppState, sender: &Sender, batch: Vec<Value>, seen: Instant) -> StoreResult<()> {
+async fn handle(state: &AppState, sender: &Sender, made: &Made, batch: Vec<Value>, seen: Instant) -> StoreResult<()> {
     let queue = state.settings.outbox.queue.as_str();
     let horizon = now_gregorian() - state.settings.outbox.give_up_after.as_secs() as i64;
     // the newest change of each request
@@ -159,7 +164,8 @@ async fn handle(state: &AppState, sender: &Sender, batch: Vec<Value>, seen: Inst
     }
     let needs: BTreeMap<String, Needs> = docs.iter().map(|(id, d)| (id.clone(), needs_of(d, queue, horizon))).collect();
     let wanted: Vec<String> = needs.values().flat_map(|n| n.records.iter().chain(&n.claims).cloned()).collect();
-    let there = existing(state, &wanted).await?;
+    let mut there = existing(state, &wanted).await?;
+    there.extend(wanted.iter().filter(|id| made.contains_key(*id)).cloned());
     let to_look_at: Vec<&String> = needs
         .iter()
         .filter(|(_, n)| n.conflicted || n.records.iter().chain(&n.claims).any(|id| !there.contains(id)))
@@ -170,14 +176,15 @@ async fn handle(state: &AppState, sender: &Sender, batch: Vec<Value>, seen: Inst
     }
     tokio::time::sleep(SETTLE.saturating_sub(seen.elapsed())).await;
     for group in to_look_at.chunks(8) {
-        let looked = futures_util::future::join_all(group.iter().map(|id| look_at(state, sender, id, &there))).await;
+        let looked =
+            futures_util::future::join_all(group.iter().map(|id| look_at(state, sender, made, id, &there))).await;
         looked.into_iter().collect::<StoreResult<Vec<()>>>()?;
     }
     Ok(())
 }
 
 /// Deals with one changed request, as CouchDB keeps it.
-async fn look_at(state: &AppState, sender: &Sender, id: &str, there: &HashSet<String>) -> StoreResult<()> {
+async fn look_at(state: &AppState, sender: &Sender, made: &Made, id: &str, there: &HashSet<String>) -> StoreResult<()> {
     let Some(doc) = state.couch.get_settled(dbs::PORT_REQUESTS, id).await? else { return Ok(()) };
     if doc.get("_conflicts").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
         // resolved once, the same way by everyone; the resolution is a change of its own
@@ -193,16 +200,19 @@ async fn look_at(state: &AppState, sender: &Sender, id: &str, there: &HashSet<St
     if !missing.is_empty() {
         // held (and sent) at once where a sending slot is free; the rest is due for anyone
         let mut slots = sender.free_slots(missing.len());
-        let made: Vec<Value> = missing
+        let new: Vec<Value> = missing
             .iter()
             .enumerate()
             .map(|(i, (_, e, d))| records::new(&doc, queue, e, d, (i < slots.len()).then_some(lease)))
             .collect();
-        let results = state.couch.bulk_save(dbs::SERVICE, &made).await?;
-        if slots.len() < made.len() {
+        let results = state.couch.bulk_save(dbs::SERVICE, &new).await?;
+        if slots.len() < new.len() {
             sender.due_now();
         }
-        for (mut record, result) in made.into_iter().zip(results) {
+        for (mut record, result) in new.into_iter().zip(results) {
+            if matches!(result, Ok(_) | Err(StoreError::Conflict)) {
+                made.insert(record["_id"].as_str().unwrap_or_default().to_owned(), ());
+            }
             match result {
                 Ok(rev) if record.get("lease").is_some() => {
                     record["_rev"] = json!(rev);
