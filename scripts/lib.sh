@@ -28,6 +28,8 @@ ensure_system_packages() {
   command -v pdftotext >/dev/null || missing+=(poppler-utils)
   pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
   fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+  # the customer page's browser test
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if have_couchdb; then
     # what the prebuilt CouchDB links against, beyond a minimal system
     [ -e /usr/lib/x86_64-linux-gnu/libicuuc.so.72 ] || missing+=(libicu72)

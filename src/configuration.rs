@@ -178,6 +178,11 @@ pub struct Settings {
     /// How long a listing waits for its view to catch up before answering from the view as it
     /// stands.
     pub listing_wait: Duration,
+    /// HTTP worker threads (each a single-threaded runtime serving connections).
+    pub http_workers: usize,
+    /// Where the customer's pages are reached (customer links start with it); set at start
+    /// from the listening address when not configured.
+    pub public_url: String,
     /// Overrides `system_config/number_manager`'s
     /// `allow_port_transition_from_submitted_to_scheduled` when set.
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -236,6 +241,13 @@ pub struct SettingsArgs {
     /// from the view as it stands (which CouchDB then brings up to date).
     #[arg(long, env = "LISTING_WAIT_MS", default_value_t = 1000, global = true)]
     pub listing_wait_ms: u64,
+    /// HTTP worker threads; CouchDB calls are I/O, so two serve a small host's cores.
+    #[arg(long, env = "HTTP_WORKERS", default_value_t = 2, global = true)]
+    pub http_workers: usize,
+    /// The service's public base URL, as customers reach it (e.g. https://ports.example.com):
+    /// customer links start with it. Default: http:// and the listening address.
+    #[arg(long, env = "PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// Allow submitted -> scheduled (default: system_config number_manager, else false).
     #[arg(long, env = "ALLOW_SUBMITTED_TO_SCHEDULED", global = true)]
     pub allow_submitted_to_scheduled: Option<bool>,
@@ -331,6 +343,12 @@ impl SettingsArgs {
             cache_ttl: Duration::from_secs(self.cache_ttl),
             doc_cache: self.doc_cache,
             listing_wait: Duration::from_millis(self.listing_wait_ms.max(1)),
+            http_workers: self.http_workers.clamp(1, 256),
+            public_url: match self.public_url.as_deref().map(|u| u.trim().trim_end_matches('/')) {
+                Some(u) if url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https")) => u.to_owned(),
+                Some("") | None => String::new(),
+                Some(u) => return Err(invalid("PUBLIC_URL", format!("'{u}' is not an http(s) URL"))),
+            },
             allow_submitted_to_scheduled: self.allow_submitted_to_scheduled,
             port_activation_charge: match self.port_activation_charge {
                 Some(c) if !c.is_finite() || c < 0.0 => {

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 const TEMPLATE_DOC: &str = "pdf.loa";
 const DEFAULT_TEMPLATE: &str = "loa.hbs";
+const EVIDENCE_TEMPLATE: &str = "evidence.hbs";
 
 pub struct LoaRenderer {
     program: String,
@@ -146,6 +147,20 @@ impl LoaRenderer {
             .map_err(|e| ApiError::Unavailable(format!("the LOA template {} cannot be rendered: {e}", template.origin)))
     }
 
+    /// The evidence page of a signed letter (`templates/loa/evidence.hbs`), from the LOA's data
+    /// with its `signature`.
+    pub fn evidence_html(&self, data: &Value) -> Result<String, ApiError> {
+        let path = self.templates_dir.join("loa").join(EVIDENCE_TEMPLATE);
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            ApiError::Unavailable(format!("the evidence template {} cannot be read: {e}", path.display()))
+        })?;
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(false);
+        registry
+            .render_template(&source, data)
+            .map_err(|e| ApiError::Unavailable(format!("the evidence template cannot be rendered: {e}")))
+    }
+
     /// Renders `html` to PDF and keeps it under `key`.
     pub async fn render_cached(&self, key: [u8; 32], html: &str) -> Result<Bytes, ApiError> {
         let m = crate::metrics::get();
@@ -213,7 +228,7 @@ impl LoaRenderer {
         };
         // wkhtmltopdf exits 1 for a blocked resource yet writes a good PDF: trust the file
         match tokio::fs::read(&output).await {
-            Ok(pdf) if pdf.starts_with(b"%PDF") => Ok(Bytes::from(pdf)),
+            Ok(pdf) if pdf.starts_with(b"%PDF") => Ok(Bytes::from(crate::domain::loa::same_bytes_each_render(pdf))),
             _ => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let why = stderr.lines().rev().find(|l| !l.trim().is_empty() && !l.contains("XDG_RUNTIME_DIR"));

@@ -34,6 +34,14 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
         let port = listener.local_addr()?.port();
         let info = web::Data::new(EnvelopeInfo::new(&settings.node_name));
+        let workers = settings.http_workers;
+        let mut settings = settings;
+        if settings.public_url.is_empty() {
+            settings.public_url = format!("http://{}", listener.local_addr()?);
+        }
+        let pages = web::Data::new(crate::routes::customer::Pages::load(&settings.templates_dir)?);
+        // 20 unknown links from one address in 10 minutes, then 429 for the rest of them
+        let guesses = web::Data::new(crate::http::guesses::Guesses::new(20, std::time::Duration::from_secs(600)));
         let state = web::Data::new(AppState::new(settings, couch)?);
         crate::notify::spawn(state.clone());
         bootstrap::spawn_claim_adoption(state.clone());
@@ -42,10 +50,12 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(info.clone())
+                .app_data(pages.clone())
+                .app_data(guesses.clone())
                 .wrap(from_fn(crossbar))
                 .configure(routes::configure)
         })
-        .workers(std::env::var("HTTP_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2))
+        .workers(workers)
         // slow or silent clients: headers within 5 s, a closing client gone within 2 s
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(2))

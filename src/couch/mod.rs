@@ -334,12 +334,18 @@ impl Couch {
         let _timer = crate::metrics::CouchTimer::start("get");
         let path = Self::doc_path(db, id);
         let etag = known.map(|rev| format!("\"{rev}\""));
+        // every copy's say: a write that won while only some copies held it (a settled 202) is
+        // then seen by every read, and no change is built on a branch that already lost
+        let r = self.copies(db).await?.filter(|n| *n > 1).map(|n| n.to_string());
         let resp = self
             .send(Resend::Read, |c| {
-                let r = c.req(Method::GET, &path, None);
+                let mut req = c.req(Method::GET, &path, None);
+                if let Some(r) = &r {
+                    req = req.query(&[("r", r.as_str())]);
+                }
                 match &etag {
-                    Some(tag) => r.header(reqwest::header::IF_NONE_MATCH, tag),
-                    None => r,
+                    Some(tag) => req.header(reqwest::header::IF_NONE_MATCH, tag),
+                    None => req,
                 }
             })
             .await?;

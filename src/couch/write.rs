@@ -126,6 +126,11 @@ impl Couch {
 
     /// The revision of a single-document write's answer, once it is known to have won.
     async fn decided(&self, db: &str, id: &str, resp: reqwest::Response) -> StoreResult<String> {
+        self.decided_as(db, id, resp, false).await
+    }
+
+    /// `decided`; with `always`, a 201 is settled too.
+    async fn decided_as(&self, db: &str, id: &str, resp: reqwest::Response, always: bool) -> StoreResult<String> {
         let status = resp.status();
         if !status.is_success() {
             return Err(classify_status(status, format!("writing {db}/{id}")));
@@ -136,7 +141,8 @@ impl Couch {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| StoreError::Fault(format!("{db}/{id} written without a rev")))?;
-        if (status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle(db, id, &rev).await? {
+        tracing::debug!(db, id, status = status.as_u16(), rev, "written");
+        if (always || status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle(db, id, &rev).await? {
             return Err(StoreError::Conflict);
         }
         Ok(rev)
@@ -219,7 +225,9 @@ impl Couch {
                     .body(body())
             })
             .await?;
-        self.decided(db, id, resp).await
+        // a cluster answers an attachment's 201 before every copy has decided on it (seen: a
+        // 201 upload on the losing branch of a race): it is always settled
+        self.decided_as(db, id, resp, true).await
     }
 
     /// Removes an attachment from revision `rev`; returns the new rev (`NotFound` when the
@@ -231,7 +239,7 @@ impl Couch {
         let resp = self
             .send(Resend::Write, |c| c.req(Method::DELETE, &path, None).query(&[("rev", rev), ("w", w.as_str())]))
             .await?;
-        self.decided(db, id, resp).await
+        self.decided_as(db, id, resp, true).await
     }
 
     /// The revision CouchDB keeps of a document, read with every copy's say (which makes the
@@ -310,6 +318,7 @@ impl Couch {
             }
         };
         let won = winner_history.iter().any(|r| r == rev);
+        tracing::debug!(db, id, rev, won, winner = ?winner_history.first(), ?losers, "settled");
         crate::metrics::get().couch_settled.with_label_values(&[if won { "won" } else { "lost" }]).inc();
         let remove: Vec<String> = if won { losers } else { vec![rev.to_owned()] };
         self.remove_leaves(db, id, &remove).await;
@@ -325,6 +334,7 @@ impl Couch {
             Err(_) => "1".into(),
         };
         for rev in revs {
+            tracing::debug!(db, id, rev, "removing a losing leaf");
             let sent = self
                 .send(Resend::Write, |c| {
                     c.req(Method::DELETE, &path, None).query(&[("rev", rev.as_str()), ("w", w.as_str())])

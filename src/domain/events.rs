@@ -6,7 +6,7 @@
 //! document, with an id made from the event's, so whoever derives it gets the same record.
 
 use super::comments;
-use super::notifications::{Audience, emails_for_comment, emails_for_state};
+use super::notifications::{Audience, emails_for_comment, emails_for_signature, emails_for_state};
 use super::port_state::PortState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -52,6 +52,8 @@ pub enum What {
         /// The comment as stored.
         comment: Value,
     },
+    /// The end customer signed the LOA through a customer link.
+    Signature { signer_name: String, link_id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +108,7 @@ impl Event {
                 let hook = if comments::is_private(comment) { "" } else { "comment" };
                 (emails_for_comment(comment), hook, false)
             }
+            What::Signature { .. } => (emails_for_signature(), "signature", false),
         };
         let mut out: Vec<Delivery> = emails.into_iter().map(|(t, a)| Delivery::email(t, a)).collect();
         if self.webhook_url.is_some() && !webhook.is_empty() {
@@ -121,7 +124,7 @@ impl Event {
     pub fn reason(&self) -> Option<&str> {
         match &self.what {
             What::Transition { reason, .. } => reason.as_deref(),
-            What::Comment { .. } => None,
+            What::Comment { .. } | What::Signature { .. } => None,
         }
     }
 }

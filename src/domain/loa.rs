@@ -41,6 +41,22 @@ fn join(parts: &[Option<&str>], sep: &str) -> String {
     parts.iter().flatten().copied().collect::<Vec<_>>().join(sep)
 }
 
+/// wkhtmltopdf stamps each PDF with the second it was made: the time of day is zeroed (same
+/// length, so the cross-reference offsets still hold), so that one letter rendered twice on one
+/// day, by any instance, is the same file and has one SHA-256.
+pub fn same_bytes_each_render(mut pdf: Vec<u8>) -> Vec<u8> {
+    const KEY: &[u8] = b"/CreationDate (D:";
+    if let Some(at) = pdf.windows(KEY.len()).position(|w| w == KEY) {
+        let time = at + KEY.len() + 8;
+        if let Some(digits) = pdf.get_mut(time..time + 6)
+            && digits.iter().all(u8::is_ascii_digit)
+        {
+            digits.copy_from_slice(b"000000");
+        }
+    }
+    pdf
+}
+
 /// The data of the LOA template for a stored request.
 pub fn template_data(request: &Value, account: &Value, reseller: &Value, tz: Tz, now_gregorian: i64) -> Value {
     let view = public_view(request);
@@ -111,6 +127,15 @@ mod tests {
         assert_eq!(mask_pin("123456"), "••••56");
         assert_eq!(mask_pin("12"), "••12");
         assert_eq!(mask_pin("7"), "••7");
+    }
+
+    #[test]
+    fn renders_of_one_day_are_the_same_file() {
+        let a = b"%PDF-1.4 /CreationDate (D:20261202182501Z) rest".to_vec();
+        let b = b"%PDF-1.4 /CreationDate (D:20261202230059Z) rest".to_vec();
+        assert_eq!(same_bytes_each_render(a.clone()), same_bytes_each_render(b));
+        assert_eq!(same_bytes_each_render(a).len(), 47);
+        assert_eq!(same_bytes_each_render(b"%PDF no date".to_vec()), b"%PDF no date");
     }
 
     #[test]

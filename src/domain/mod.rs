@@ -6,6 +6,7 @@ pub mod charges;
 pub mod claims;
 pub mod comments;
 pub mod conflicts;
+pub mod customer;
 pub mod events;
 pub mod fone;
 pub mod ids;

@@ -56,7 +56,12 @@ pub fn emails_for_comment(comment: &Value) -> Vec<(&'static str, Audience)> {
     }
 }
 
-pub const TEMPLATES: [&str; 9] = [
+/// `port_signed` tells both sides that the end customer signed the LOA.
+pub fn emails_for_signature() -> Vec<(&'static str, Audience)> {
+    vec![("port_signed", Audience::Submitter), ("port_signed", Audience::Authority)]
+}
+
+pub const TEMPLATES: [&str; 11] = [
     "port_request",
     "port_request_admin",
     "port_pending",
@@ -66,6 +71,8 @@ pub const TEMPLATES: [&str; 9] = [
     "port_cancel",
     "port_comment",
     "port_unconfirmed",
+    "port_signed",
+    "port_customer_link",
 ];
 
 /// Kazoo's default subjects, as handlebars templates.
@@ -80,6 +87,8 @@ pub fn subject(template: &str) -> &'static str {
         "port_cancel" => "Port request '{{port_request.name}}' has been canceled",
         "port_comment" => "New comment for port request '{{port_request.name}}'",
         "port_unconfirmed" => "Unfinished port request '{{port_request.name}}' reminder",
+        "port_signed" => "The Letter of Authorization of '{{port_request.name}}' was signed",
+        "port_customer_link" => "{{port_authority.name}}: please complete the transfer of your numbers",
         _ => "Port request '{{port_request.name}}'",
     }
 }

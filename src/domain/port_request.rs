@@ -232,6 +232,13 @@ pub fn timeline(doc: &Value, show_private: bool) -> Vec<Value> {
     let mut items = comments::visible(comments::of(doc), show_private);
     // transitions are stored newest first: oldest first keeps same-second entries in order
     items.extend(transitions(doc).into_iter().rev());
+    items.extend(super::customer::signatures(doc).into_iter().map(|s| {
+        json!({
+            "timestamp": s.signed_at,
+            "type": "signature",
+            "signature": { "signer_name": s.signer_name, "link_id": s.link_id, "voided": s.voided },
+        })
+    }));
     items.sort_by_key(comments::timestamp);
     items
 }

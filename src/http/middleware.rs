@@ -83,15 +83,34 @@ fn as_api_error(err: &actix_web::Error) -> ApiError {
     }
 }
 
+/// Where the end customer's pages are; their path carries the link's secret.
+pub const CUSTOMER_PAGES: &str = "/customer/";
+
+/// The path as it may be logged: a customer link's secret never is.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(CUSTOMER_PAGES) {
+        Some(rest) => {
+            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or_default();
+            let id = rest.split('-').next().unwrap_or_default();
+            let id = if id.len() == 32 { id } else { "…" };
+            format!("{CUSTOMER_PAGES}{id}-…/{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
 pub async fn crossbar(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = request_id(req.headers());
-    let cors = is_cors(req.headers());
+    let customer_page = req.path().starts_with(CUSTOMER_PAGES);
+    // the customer's pages are same-origin only
+    let cors = is_cors(req.headers()) && !customer_page;
     req.extensions_mut().insert(RequestMeta { request_id: id.clone(), auth_token: header_token(&req) });
     // at ERROR level so the request id is on every line whatever LOG is
-    let span = tracing::error_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let span =
+        tracing::error_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.path()));
 
     if req.method() == Method::OPTIONS {
         let mut resp = HttpResponse::Ok().finish();
@@ -138,4 +157,19 @@ pub async fn crossbar(
     metrics.request_seconds.with_label_values(&[route.as_str(), method.as_str()]).observe(elapsed.as_secs_f64());
     span.in_scope(|| tracing::info!(status = res.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64, "served"));
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn customer_link_secrets_are_never_logged() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let secret = "s".repeat(43);
+        assert_eq!(loggable_path(&format!("/customer/{id}-{secret}/sign")), format!("/customer/{id}-…/sign"));
+        assert_eq!(loggable_path(&format!("/customer/{id}-{secret}")), format!("/customer/{id}-…/"));
+        assert_eq!(loggable_path("/customer/garbage-with-secret"), "/customer/…-…/");
+        assert_eq!(loggable_path("/v2/accounts/x"), "/v2/accounts/x");
+    }
 }

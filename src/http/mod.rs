@@ -1,5 +1,6 @@
 //! The crossbar HTTP contract: envelope, request parsing, request ids, CORS.
 
 pub mod envelope;
+pub mod guesses;
 pub mod middleware;
 pub mod request;

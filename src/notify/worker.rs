@@ -283,6 +283,7 @@ fn happening(event: Option<&Event>) -> Happening {
         Some((e, What::Comment { comment })) => {
             Happening { reason: None, reason_author: None, comment: Some(comment.clone()), at: Some(e.at) }
         }
+        Some((e, What::Signature { .. })) => Happening { at: Some(e.at), ..Happening::default() },
         None => Happening { at: Some(now_gregorian()), ..Happening::default() },
     }
 }
@@ -309,13 +310,16 @@ async fn deliver_email(
         .and_then(crate::domain::schedule::parse_timezone)
         .unwrap_or(chrono_tz::UTC);
     let empty = json!({});
-    let data = email_data(
+    let mut data = email_data(
         doc,
         owner.as_ref().map_or(&empty, |o| &o.doc),
         authority_doc.as_ref().map_or(&empty, |a| &a.doc),
         &happening(event),
         timezone,
     );
+    if let Some(What::Signature { signer_name, .. }) = event.map(|e| &e.what) {
+        data["signature"] = json!({ "signer_name": signer_name });
+    }
     let rendered = state.mailer.render(template, &data)?;
     let files =
         if matches!(template, "port_request" | "port_request_admin") { attachments(state, doc).await? } else { vec![] };
@@ -342,6 +346,11 @@ async fn deliver_webhook(state: &AppState, record: &Value, doc: &Value, event: &
             b
         }
         What::Comment { .. } => webhook_body("comment", doc, None, None, now_unix()),
+        What::Signature { signer_name, .. } => {
+            let mut b = webhook_body("signature", doc, None, None, now_unix());
+            b["signer_name"] = json!(signer_name);
+            b
+        }
     };
     if doc.get(fone::ORIGINAL).is_some() {
         // a request made through the Fone Dynamics API: its status update, their way, in the

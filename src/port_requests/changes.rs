@@ -53,7 +53,7 @@ pub struct Saved {
 const ATTEMPTS: usize = 6;
 
 /// Makes `attempt` again after a 409, unless the client pinned the revision.
-async fn again_on_conflict<T>(
+pub(crate) async fn again_on_conflict<T>(
     req: &Request<'_>,
     attempt: impl AsyncFn() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
@@ -249,7 +249,7 @@ async fn check_numbers(
 }
 
 /// An event of this change, for the queue of this instance.
-fn event(req: &Request<'_>, doc: &Value, at: i64, what: What) -> Event {
+pub(crate) fn event(req: &Request<'_>, doc: &Value, at: i64, what: What) -> Event {
     Event {
         id: new_doc_id(),
         queue: req.state.settings.outbox.queue.clone(),
@@ -272,7 +272,12 @@ fn comment_events(req: &Request<'_>, doc: &Value, new_comments: &[Value]) -> Vec
 /// Refreshes `pvt_tree` from the owner and stamps the private fields; records the events;
 /// saves. A refused save gives back the claims this change took; a save whose fate is unknown
 /// (CouchDB went away) keeps them, since the request may be there.
-async fn commit(req: &Request<'_>, mut doc: Value, new_events: &[Event], taken: Taken) -> Result<Value, ApiError> {
+pub(crate) async fn commit(
+    req: &Request<'_>,
+    mut doc: Value,
+    new_events: &[Event],
+    taken: Taken,
+) -> Result<Value, ApiError> {
     let state = req.state;
     if let Some(owner) = doc.get("pvt_account_id").and_then(Value::as_str).and_then(AccountId::from_any)
         && let Some(account) = state.directory.account(&owner).await?
@@ -280,6 +285,8 @@ async fn commit(req: &Request<'_>, mut doc: Value, new_events: &[Event], taken: 
         doc["pvt_tree"] = json!(account.tree());
     }
     pr::stamp(&mut doc, &stamp_of(req));
+    // a signature holds only for the letter that was signed
+    crate::domain::customer::void_if_changed(&mut doc, now_gregorian());
     events::record(&mut doc, new_events);
     match super::save(state, &mut doc).await {
         Ok(_) => Ok(doc),

@@ -5,6 +5,8 @@
 pub mod changes;
 pub mod completion;
 pub mod conflicts;
+pub mod customer;
+pub mod letter;
 pub mod numbers;
 
 use crate::auth::Caller;
@@ -75,6 +77,17 @@ pub async fn save(state: &AppState, doc: &mut Value) -> Result<String, ApiError>
         StoreError::Conflict => ApiError::Conflict,
         other => other.into(),
     })?;
+    // attachments sent inline are stored: keep their stubs, not their bytes
+    if let Some(atts) = doc.get_mut("_attachments").and_then(Value::as_object_mut) {
+        for att in atts.values_mut() {
+            if let Some(data) = att.as_object_mut().and_then(|a| a.remove("data")) {
+                let b64 = data.as_str().unwrap_or_default();
+                let length = b64.len() / 4 * 3 - b64.bytes().rev().take_while(|b| *b == b'=').count();
+                att["stub"] = serde_json::json!(true);
+                att["length"] = serde_json::json!(length);
+            }
+        }
+    }
     state.docs.keep(Arc::new(doc.clone()));
     Ok(rev)
 }

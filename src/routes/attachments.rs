@@ -3,16 +3,16 @@
 use super::port_requests::BASE;
 use super::resource;
 use crate::couch::{NewAttachment, StoreError, dbs, encode};
+use crate::directory::Account;
 use crate::domain::attachments::{accepted_list, accepted_type, check_name, upload_name};
-use crate::domain::loa::template_data;
 use crate::domain::port_request::{uploads, view_for};
 use crate::domain::port_state::PortState;
 use crate::domain::time::now_gregorian;
 use crate::error::ApiError;
 use crate::http::envelope::Reply;
 use crate::http::request::{Authed, MAX_BODY_BYTES, max_size_error, read_chunks};
-use crate::loa::LoaRenderer;
 use crate::port_requests::{self as store, is_authority};
+use crate::state::AppState;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
@@ -61,26 +61,53 @@ async fn store_attachment(
     id: &str,
     name: Option<String>,
 ) -> Result<(Value, String), ApiError> {
+    let account = auth.account(account_id).await?;
+    let upload = Upload {
+        account: &account,
+        id,
+        if_match: auth.if_match.as_deref(),
+        name,
+        given: auth.query.get("filename").and_then(Value::as_str),
+    };
+    store_upload(&auth.state, req, payload, upload).await
+}
+
+/// An upload's target.
+pub struct Upload<'a> {
+    pub account: &'a Account,
+    pub id: &'a str,
+    pub if_match: Option<&'a str>,
+    /// The name to store it under, as given in the path.
+    pub name: Option<String>,
+    /// `?filename=`, checked, or a name made from the time and type.
+    pub given: Option<&'a str>,
+}
+
+/// Stores an upload of accepted type and size as attachment of the request; the API's and the
+/// customer page's.
+pub async fn store_upload(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    upload: Upload<'_>,
+) -> Result<(Value, String), ApiError> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(max_size_error());
     }
-    let account = auth.account(account_id).await?;
+    let Upload { account, id, if_match, name, given } = upload;
     let raw_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let content_type = accepted_type(raw_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!("'{raw_type}' is not accepted; send one of {}", accepted_list()))
     })?;
-    let mut doc = store::load_in_scope(&auth.state, &account, id).await?;
-    store::check_if_match(auth.if_match.as_deref(), &doc)?;
+    let mut doc = store::load_in_scope(state, account, id).await?;
+    store::check_if_match(if_match, &doc)?;
     let name = match name {
         Some(n) => {
             check_name(&n).map_err(|_| bad_name(&n))?;
             n
         }
-        None => {
-            let given = auth.query.get("filename").and_then(Value::as_str);
-            upload_name(given, content_type, now_gregorian()).map_err(|_| bad_name(given.unwrap_or_default()))?
-        }
+        None => upload_name(given, content_type, now_gregorian()).map_err(|_| bad_name(given.unwrap_or_default()))?,
     };
     // the chunks as they arrived go to CouchDB as they are: the file is never copied
     let chunks = read_chunks(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
@@ -92,13 +119,13 @@ async fn store_attachment(
     for _ in 0..CONFLICT_RETRIES {
         let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
         let file = NewAttachment { name: &name, content_type, length };
-        match auth.state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, &body).await {
+        match state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, &body).await {
             Ok(_) => {
-                let saved = store::load(&auth.state, id).await?;
+                let saved = store::load(state, id).await?;
                 return Ok((Value::clone(&saved), name));
             }
-            Err(StoreError::Conflict) if auth.if_match.is_none() => {
-                doc = store::load_in_scope(&auth.state, &account, id).await?;
+            Err(StoreError::Conflict) if if_match.is_none() => {
+                doc = store::load_in_scope(state, account, id).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -226,39 +253,7 @@ pub async fn loa(auth: Authed, req: HttpRequest, path: web::Path<(String, String
     };
     let account = auth.account(&account_id).await?;
     let doc = store::load_in_scope(&auth.state, &account, &id).await?;
-    let state = &auth.state;
-    let owner =
-        match doc.get("pvt_account_id").and_then(Value::as_str).and_then(crate::domain::ids::AccountId::from_any) {
-            Some(owner) if owner != account.id => {
-                state.directory.account(&owner).await?.unwrap_or_else(|| account.clone())
-            }
-            _ => account.clone(),
-        };
-    let reseller_id = store::reseller_of(&state.directory, &owner).await?;
-    let reseller = state.directory.account(&reseller_id).await?;
-    let timezone = owner
-        .own_timezone()
-        .or_else(|| reseller.as_ref().and_then(|r| r.own_timezone()))
-        .and_then(crate::domain::schedule::parse_timezone)
-        .unwrap_or(chrono_tz::America::Los_Angeles);
-    let reseller_doc = reseller.as_ref().map(|r| r.doc.clone()).unwrap_or_else(|| json!({}));
-    let carrier = doc.pointer("/bill/carrier").and_then(Value::as_str);
-    let template = state.loa.find_template(&state.directory, &reseller_id, carrier).await?;
-    let now = now_gregorian();
-    let rev = |d: &Value| d.get("_rev").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let day = (now / 86_400).to_string();
-    let key = LoaRenderer::cache_key(
-        &[&id, &rev(&doc), &rev(&owner.doc), &rev(&reseller_doc), timezone.name(), &day],
-        &template,
-    );
-    let pdf = match state.loa.cached(&key).await {
-        Some(pdf) => pdf,
-        None => {
-            let data = template_data(&doc, &owner.doc, &reseller_doc, timezone, now);
-            let html = LoaRenderer::render_html(&template, &data)?;
-            state.loa.render_cached(key, &html).await?
-        }
-    };
+    let pdf = crate::port_requests::letter::render(&auth.state, &account, &doc, None).await?.pdf;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header(disposition(&format!("loa-{id}.pdf")))

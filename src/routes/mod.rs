@@ -1,6 +1,7 @@
 //! The URL table. Every resource answers 405 (in the envelope) for methods it does not take.
 
 pub mod attachments;
+pub mod customer;
 pub mod fone;
 pub mod listings;
 pub mod operations;
@@ -26,9 +27,11 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     port_requests::configure(cfg);
     attachments::configure(cfg);
+    customer::configure_api(cfg);
     port_requests::configure_transitions(cfg);
     listings::configure(cfg);
     fone::configure(cfg);
+    customer::configure_pages(cfg);
     cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
         .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
         .service(resource("/metrics").route(web::get().to(operations::metrics)));

@@ -65,15 +65,29 @@ async fn submit_some(base: &str, account: &Account, token: &str, hook: &str, n: 
     ids
 }
 
-#[tokio::test]
-async fn each_event_once_across_a_kill_between_save_and_send_with_two_instances() {
+/// A customer under a reseller with a whitelabel, its token, a webhook receiver and a delivery
+/// queue of the test's own.
+struct Setup {
+    sys: &'static crate::kazoo::System,
+    hook: Receiver,
+    customer: Account,
+    token: String,
+    queue: String,
+}
+
+async fn setup() -> Setup {
     let sys = crate::kazoo::system().await;
     let hook = receiver(0).await;
     let reseller = sys.account(None, "Reseller", json!({})).await;
     sys.whitelabel(&reseller, &reseller.id, None).await;
     let customer = sys.account(Some(&reseller), "Customer", json!({})).await;
     let token = sys.token(&customer, true);
-    let queue = hex32();
+    Setup { sys, hook, customer, token, queue: hex32() }
+}
+
+#[tokio::test]
+async fn each_event_once_across_a_kill_between_save_and_send_with_two_instances() {
+    let Setup { sys, hook, customer, token, queue } = setup().await;
     let (p1, p2) = (free_port(), free_port());
     let (a1, a2) = (format!("http://127.0.0.1:{p1}"), format!("http://127.0.0.1:{p2}"));
     let mut one = spawn_service(&sys.couch.url, p1, &queue);
@@ -111,13 +125,7 @@ async fn each_event_once_across_a_kill_between_save_and_send_with_two_instances(
 
 #[tokio::test]
 async fn events_saved_while_every_worker_is_down_are_delivered_when_one_starts() {
-    let sys = crate::kazoo::system().await;
-    let hook = receiver(0).await;
-    let reseller = sys.account(None, "Reseller", json!({})).await;
-    sys.whitelabel(&reseller, &reseller.id, None).await;
-    let customer = sys.account(Some(&reseller), "Customer", json!({})).await;
-    let token = sys.token(&customer, true);
-    let queue = hex32();
+    let Setup { sys, hook, customer, token, queue } = setup().await;
     // the queue's worker ran once (its checkpoint is there), then every worker is down
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");

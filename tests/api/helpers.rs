@@ -25,6 +25,8 @@ pub fn default_settings(couch_url: &str) -> Settings {
         cache_ttl: 10,
         doc_cache: 5_000,
         listing_wait_ms: 2000,
+        http_workers: 2,
+        public_url: None,
         allow_submitted_to_scheduled: None,
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),

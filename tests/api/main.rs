@@ -6,7 +6,9 @@ mod kazoo;
 
 mod attachments;
 mod auth;
+mod browser;
 mod comments;
+mod customer;
 mod deliveries;
 mod envelope;
 mod faults;

@@ -23,6 +23,7 @@ async fn the_openapi_document_is_served_and_covers_the_api() {
         "/v2/accounts/{account_id}/port_requests/{port_request_id}/attachments",
         "/v2/accounts/{account_id}/port_requests/{port_request_id}/attachments/{attachment_name}",
         "/v2/accounts/{account_id}/port_requests/{port_request_id}/loa",
+        "/v2/accounts/{account_id}/port_requests/{port_request_id}/customer_link",
         "/v2/Properties/{sid}/Porting",
         "/v2/Properties/{sid}/Porting/Status",
         "/v2/Accounts/{sid}/Porting/Status",

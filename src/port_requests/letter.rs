@@ -1,0 +1,74 @@
+//! The Letter of Authorization of a stored request: the same PDF for the API, the customer
+//! page's preview and, with a signature, the signed letter.
+
+use crate::directory::Account;
+use crate::domain::ids::AccountId;
+use crate::domain::loa::template_data;
+use crate::domain::time::now_gregorian;
+use crate::error::ApiError;
+use crate::loa::LoaRenderer;
+use crate::state::AppState;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A rendered letter: the PDF, and the SHA-256 of the HTML it was made from, which names its
+/// content (a PDF renderer need not make the same bytes twice).
+pub struct Letter {
+    pub pdf: Bytes,
+    pub content_sha256: String,
+}
+
+/// The request's LOA as of now (cached by the revisions it is made from and the day).
+/// `viewer`: the account the request was reached through, its owner's stand-in if the owner
+/// cannot be read. `signature`: what the signed letter adds (the drawing, the evidence).
+pub async fn render(
+    state: &AppState,
+    viewer: &Arc<Account>,
+    doc: &Value,
+    signature: Option<&Value>,
+) -> Result<Letter, ApiError> {
+    let owner = match doc.get("pvt_account_id").and_then(Value::as_str).and_then(AccountId::from_any) {
+        Some(owner) if owner != viewer.id => state.directory.account(&owner).await?.unwrap_or_else(|| viewer.clone()),
+        _ => viewer.clone(),
+    };
+    let reseller_id = super::reseller_of(&state.directory, &owner).await?;
+    let reseller = state.directory.account(&reseller_id).await?;
+    let timezone = owner
+        .own_timezone()
+        .or_else(|| reseller.as_ref().and_then(|r| r.own_timezone()))
+        .and_then(crate::domain::schedule::parse_timezone)
+        .unwrap_or(chrono_tz::America::Los_Angeles);
+    let reseller_doc = reseller.as_ref().map(|r| r.doc.clone()).unwrap_or_else(|| json!({}));
+    let carrier = doc.pointer("/bill/carrier").and_then(Value::as_str);
+    let template = state.loa.find_template(&state.directory, &reseller_id, carrier).await?;
+    let now = now_gregorian();
+    let text = |d: &Value, k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let rev = |d: &Value| text(d, "_rev");
+    let id = text(doc, "_id");
+    let day = (now / 86_400).to_string();
+    let signed = signature.map(|s| crate::domain::customer::sha256_hex(s.to_string().as_bytes())).unwrap_or_default();
+    let key = LoaRenderer::cache_key(
+        &[&id, &rev(doc), &rev(&owner.doc), &rev(&reseller_doc), timezone.name(), &day, &signed],
+        &template,
+    );
+    let mut data = template_data(doc, &owner.doc, &reseller_doc, timezone, now);
+    let mut html = LoaRenderer::render_html(&template, &data)?;
+    if let Some(s) = signature {
+        // the signature and its evidence, whatever the LOA template: the shipped one places
+        // the drawing on its signature line, any template gets the evidence page
+        data["signature"] = s.clone();
+        html = LoaRenderer::render_html(&template, &data)?;
+        let evidence = state.loa.evidence_html(&data)?;
+        html = match html.rfind("</body>") {
+            Some(at) => format!("{}{evidence}{}", &html[..at], &html[at..]),
+            None => format!("{html}{evidence}"),
+        };
+    }
+    let content_sha256 = crate::domain::customer::sha256_hex(html.as_bytes());
+    let pdf = match state.loa.cached(&key).await {
+        Some(pdf) => pdf,
+        None => state.loa.render_cached(key, &html).await?,
+    };
+    Ok(Letter { pdf, content_sha256 })
+}
