@@ -42,8 +42,13 @@ pub async fn request_for_customer(app: &TestApp, account: &Account, send_to: &st
 }
 
 pub async fn make_link(app: &TestApp, account: &Account, id: &str, data: Value) -> (u16, Value) {
+    make_link_as(app, account, &app.token(account), id, data).await
+}
+
+/// `make_link` with another caller's token.
+async fn make_link_as(app: &TestApp, account: &Account, token: &str, id: &str, data: Value) -> (u16, Value) {
     let path = Ports::new(app, account).path(&format!("/{id}/customer_link"));
-    app.call(Method::PUT, &path, &app.token(account), Some(data)).await
+    app.call(Method::PUT, &path, token, Some(data)).await
 }
 
 /// The page, with its CSRF cookie.
@@ -292,8 +297,10 @@ async fn links_open_only_while_the_customer_can_act_and_die_when_replaced_revoke
     let first = first["data"]["url"].as_str().unwrap().to_owned();
     assert_eq!(open(&first).await.status, 200);
     // the port authority may make one too; it replaces the first
-    let (status, second) = make_link(&app, &t.customer, &id, json!({"expires_in_days": 1})).await;
-    assert_eq!(status, 201);
+    let authority = app.token(&t.reseller);
+    let (status, second) = make_link_as(&app, &t.customer, &authority, &id, json!({"expires_in_days": 1})).await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["data"]["created_by"]["account_id"], t.reseller.id.as_str());
     let second = second["data"]["url"].as_str().unwrap().to_owned();
     let gone = open(&first).await;
     assert_eq!(gone.status, 410);
