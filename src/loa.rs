@@ -28,8 +28,16 @@ pub struct LoaRenderer {
     templates_dir: PathBuf,
     timeout: Duration,
     permits: Semaphore,
-    pdfs: Cache<[u8; 32], Bytes>,
+    pdfs: Cache<[u8; 32], Letter>,
     compiled: Cache<String, Arc<Compiled>>,
+}
+
+/// A rendered letter: the PDF, and the SHA-256 of the HTML it was made from, which names its
+/// content (a PDF renderer need not make the same bytes twice).
+#[derive(Clone)]
+pub struct Letter {
+    pub pdf: Bytes,
+    pub content_sha256: String,
 }
 
 /// A compiled template and where it came from (for errors and cache keys).
@@ -64,7 +72,7 @@ impl LoaRenderer {
             permits: Semaphore::new(cores),
             pdfs: Cache::builder()
                 .max_capacity(16 * 1024 * 1024)
-                .weigher(|_, v: &Bytes| v.len().try_into().unwrap_or(u32::MAX))
+                .weigher(|_, v: &Letter| v.pdf.len().try_into().unwrap_or(u32::MAX))
                 .build(),
             compiled: Cache::builder().max_capacity(256).time_to_live(cache_ttl).build(),
         }
@@ -97,8 +105,8 @@ impl LoaRenderer {
         Ok(Some(Template { origin: key, registry }))
     }
 
-    /// The PDF cached under `key` (see `cache_key`), if any.
-    pub async fn cached(&self, key: &[u8; 32]) -> Option<Bytes> {
+    /// The letter cached under `key` (see `cache_key`), if any.
+    pub async fn cached(&self, key: &[u8; 32]) -> Option<Letter> {
         let hit = self.pdfs.get(key).await;
         if hit.is_some() {
             crate::metrics::get().loa_cache_hits.inc();
@@ -162,15 +170,15 @@ impl LoaRenderer {
     }
 
     /// Renders `html` to PDF and keeps it under `key`.
-    pub async fn render_cached(&self, key: [u8; 32], html: &str) -> Result<Bytes, ApiError> {
+    pub async fn render_cached(&self, key: [u8; 32], html: &str) -> Result<Letter, ApiError> {
         let m = crate::metrics::get();
         let timer = m.loa_render_seconds.start_timer();
         let rendered = self.render(html).await;
         timer.observe_duration();
         m.loa_renders.with_label_values(&[if rendered.is_ok() { "ok" } else { "error" }]).inc();
-        let pdf = rendered?;
-        self.pdfs.insert(key, pdf.clone()).await;
-        Ok(pdf)
+        let letter = Letter { pdf: rendered?, content_sha256: hex::encode(Sha256::digest(html.as_bytes())) };
+        self.pdfs.insert(key, letter.clone()).await;
+        Ok(letter)
     }
 
     /// What the PDF depends on: the revisions of the documents it is made from, the template

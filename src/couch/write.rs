@@ -126,11 +126,6 @@ impl Couch {
 
     /// The revision of a single-document write's answer, once it is known to have won.
     async fn decided(&self, db: &str, id: &str, resp: reqwest::Response) -> StoreResult<String> {
-        self.decided_as(db, id, resp, false).await
-    }
-
-    /// `decided`; with `always`, a 201 is settled too.
-    async fn decided_as(&self, db: &str, id: &str, resp: reqwest::Response, always: bool) -> StoreResult<String> {
         let status = resp.status();
         if !status.is_success() {
             return Err(classify_status(status, format!("writing {db}/{id}")));
@@ -142,7 +137,7 @@ impl Couch {
             .map(str::to_owned)
             .ok_or_else(|| StoreError::Fault(format!("{db}/{id} written without a rev")))?;
         tracing::debug!(db, id, status = status.as_u16(), rev, "written");
-        if (always || status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle(db, id, &rev).await? {
+        if (status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle(db, id, &rev).await? {
             return Err(StoreError::Conflict);
         }
         Ok(rev)
@@ -225,9 +220,7 @@ impl Couch {
                     .body(body())
             })
             .await?;
-        // a cluster answers an attachment's 201 before every copy has decided on it (seen: a
-        // 201 upload on the losing branch of a race): it is always settled
-        self.decided_as(db, id, resp, true).await
+        self.decided(db, id, resp).await
     }
 
     /// Removes an attachment from revision `rev`; returns the new rev (`NotFound` when the
@@ -239,7 +232,7 @@ impl Couch {
         let resp = self
             .send(Resend::Write, |c| c.req(Method::DELETE, &path, None).query(&[("rev", rev), ("w", w.as_str())]))
             .await?;
-        self.decided_as(db, id, resp, true).await
+        self.decided(db, id, resp).await
     }
 
     /// The revision CouchDB keeps of a document, read with every copy's say (which makes the

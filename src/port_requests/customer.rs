@@ -178,13 +178,19 @@ fn customer_caller(opened: &Opened) -> Caller {
     Caller { account: opened.owner.clone(), owner_id: None, expires: i64::MAX }
 }
 
-/// A change made through a link, as a request of the owner account.
-struct AsCustomer {
+/// A change made through a link: by the customer (as the owner account), or for the link's
+/// maker.
+struct Acting {
     caller: Caller,
     data: Value,
+    reason: Option<String>,
 }
 
-impl AsCustomer {
+impl Acting {
+    fn customer(opened: &Opened, data: Value) -> Self {
+        Self { caller: customer_caller(opened), data, reason: None }
+    }
+
     fn request<'a>(&'a self, state: &'a actix_web::web::Data<AppState>, request_id: &'a str) -> Request<'a> {
         Request {
             state,
@@ -192,7 +198,7 @@ impl AsCustomer {
             request_id,
             if_match: None,
             data: &self.data,
-            reason: None,
+            reason: self.reason.clone(),
             accept_charges: false,
         }
     }
@@ -224,7 +230,7 @@ pub async fn correct(
     if data.pointer("/bill/pin") == Some(&Value::Null) {
         data["bill"].as_object_mut().map(|b| b.remove("pin"));
     }
-    let who = AsCustomer { caller: customer_caller(opened), data };
+    let who = Acting::customer(opened, data);
     let req = who.request(state, request_id);
     let id = opened.doc["_id"].as_str().unwrap_or_default();
     Ok(changes::patch(&req, &opened.owner, id).await?.doc)
@@ -271,7 +277,7 @@ pub async fn sign(
         };
         field_error("signature", why, &Value::Null)
     })?;
-    let who = AsCustomer { caller: customer_caller(opened), data: json!({}) };
+    let who = Acting::customer(opened, json!({}));
     let req = who.request(state, request_id);
     let id = opened.doc["_id"].as_str().unwrap_or_default().to_owned();
     let doc = again_on_conflict(&req, async || {
@@ -343,17 +349,12 @@ async fn submit_for_creator(
     let by = &opened.link.created_by;
     let account_id = by["account_id"].as_str().and_then(AccountId::from_any).ok_or(ApiError::NotFound)?;
     let account = state.directory.account(&account_id).await?.ok_or(ApiError::NotFound)?;
-    let caller = Caller { account, owner_id: by["user_id"].as_str().map(str::to_owned), expires: i64::MAX };
-    let data = json!({});
-    let req = Request {
-        state,
-        caller: &caller,
-        request_id,
-        if_match: None,
-        data: &data,
+    let maker = Acting {
+        caller: Caller { account, owner_id: by["user_id"].as_str().map(str::to_owned), expires: i64::MAX },
+        data: json!({}),
         reason: Some("Submitted when the customer signed the Letter of Authorization".into()),
-        accept_charges: false,
     };
+    let req = maker.request(state, request_id);
     let id = opened.doc["_id"].as_str().unwrap_or_default();
     changes::move_to(&req, &opened.owner, id, PortState::Submitted).await.map(|_| ())
 }

@@ -6,18 +6,11 @@ use crate::domain::ids::AccountId;
 use crate::domain::loa::template_data;
 use crate::domain::time::now_gregorian;
 use crate::error::ApiError;
+pub use crate::loa::Letter;
 use crate::loa::LoaRenderer;
 use crate::state::AppState;
-use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-/// A rendered letter: the PDF, and the SHA-256 of the HTML it was made from, which names its
-/// content (a PDF renderer need not make the same bytes twice).
-pub struct Letter {
-    pub pdf: Bytes,
-    pub content_sha256: String,
-}
 
 /// The request's LOA as of now (cached by the revisions it is made from and the day).
 /// `viewer`: the account the request was reached through, its owner's stand-in if the owner
@@ -52,23 +45,23 @@ pub async fn render(
         &[&id, &rev(doc), &rev(&owner.doc), &rev(&reseller_doc), timezone.name(), &day, &signed],
         &template,
     );
+    // a cached letter costs one lookup: no HTML is made for it
+    if let Some(letter) = state.loa.cached(&key).await {
+        return Ok(letter);
+    }
     let mut data = template_data(doc, &owner.doc, &reseller_doc, timezone, now);
-    let mut html = LoaRenderer::render_html(&template, &data)?;
     if let Some(s) = signature {
-        // the signature and its evidence, whatever the LOA template: the shipped one places
-        // the drawing on its signature line, any template gets the evidence page
         data["signature"] = s.clone();
-        html = LoaRenderer::render_html(&template, &data)?;
+    }
+    let mut html = LoaRenderer::render_html(&template, &data)?;
+    if signature.is_some() {
+        // the evidence, whatever the LOA template: the shipped one places the drawing on its
+        // signature line, any template gets the evidence page
         let evidence = state.loa.evidence_html(&data)?;
         html = match html.rfind("</body>") {
             Some(at) => format!("{}{evidence}{}", &html[..at], &html[at..]),
             None => format!("{html}{evidence}"),
         };
     }
-    let content_sha256 = crate::domain::customer::sha256_hex(html.as_bytes());
-    let pdf = match state.loa.cached(&key).await {
-        Some(pdf) => pdf,
-        None => state.loa.render_cached(key, &html).await?,
-    };
-    Ok(Letter { pdf, content_sha256 })
+    state.loa.render_cached(key, &html).await
 }

@@ -55,6 +55,9 @@ pub fn configure_pages(cfg: &mut web::ServiceConfig) {
         .service(web::resource(format!("{PAGES}/sign")).route(web::post().to(sign)));
 }
 
+/// What every page handler works with (extracted together).
+type Site = (web::Data<AppState>, web::Data<Pages>, web::Data<Guesses>);
+
 /// The page templates, read once at start.
 pub struct Pages {
     registry: Handlebars<'static>,
@@ -397,41 +400,31 @@ fn notice_of(req: &HttpRequest) -> Option<String> {
 }
 
 /// `GET /customer/{token}`
-pub async fn page(
-    state: web::Data<AppState>,
-    pages: web::Data<Pages>,
-    guesses: web::Data<Guesses>,
-    req: HttpRequest,
-    token: web::Path<String>,
-) -> HttpResponse {
-    let opened = match open_link(&state, &pages, &guesses, &req, &token).await {
+pub async fn page(site: Site, req: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    let (state, pages, guesses) = &site;
+    let opened = match open_link(state, pages, guesses, &req, &token).await {
         Ok(o) => o,
         Err(resp) => return resp,
     };
     let shown = Shown { notice: notice_of(&req), ..Shown::default() };
-    render_page(&state, &pages, &opened, &token, &csrf_of(&req), shown, StatusCode::OK).await
+    render_page(state, pages, &opened, &token, &csrf_of(&req), shown, StatusCode::OK).await
 }
 
 /// `GET /customer/{token}/loa.pdf`: the letter the page shows (and whose hash the signature
 /// form carries).
-pub async fn loa_preview(
-    state: web::Data<AppState>,
-    pages: web::Data<Pages>,
-    guesses: web::Data<Guesses>,
-    req: HttpRequest,
-    token: web::Path<String>,
-) -> HttpResponse {
-    let opened = match open_link(&state, &pages, &guesses, &req, &token).await {
+pub async fn loa_preview(site: Site, req: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    let (state, pages, guesses) = &site;
+    let opened = match open_link(state, pages, guesses, &req, &token).await {
         Ok(o) => o,
         Err(resp) => return resp,
     };
-    match letter::render(&state, &opened.owner, &opened.doc, None).await {
+    match letter::render(state, &opened.owner, &opened.doc, None).await {
         Ok(letter) => secure_headers(&mut HttpResponse::Ok())
             .insert_header((header::X_FRAME_OPTIONS, "SAMEORIGIN"))
             .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'self'"))
             .content_type("application/pdf")
             .body(letter.pdf),
-        Err(e) => unavailable(&pages, &e),
+        Err(e) => unavailable(pages, &e),
     }
 }
 
@@ -502,24 +495,18 @@ async fn open_form(
 }
 
 /// `POST /customer/{token}/details`: the customer's corrections.
-pub async fn details(
-    state: web::Data<AppState>,
-    pages: web::Data<Pages>,
-    guesses: web::Data<Guesses>,
-    req: HttpRequest,
-    payload: web::Payload,
-    token: web::Path<String>,
-) -> HttpResponse {
-    let (opened, form) = match open_form(&state, &pages, &guesses, &req, payload, &token).await {
+pub async fn details(site: Site, req: HttpRequest, payload: web::Payload, token: web::Path<String>) -> HttpResponse {
+    let (state, pages, guesses) = &site;
+    let (opened, form) = match open_form(state, pages, guesses, &req, payload, &token).await {
         Ok(both) => both,
         Err(resp) => return resp,
     };
     if !csrf_ok(&req, form.get("csrf").and_then(Value::as_str)) {
-        return forbidden_form(&pages);
+        return forbidden_form(pages);
     }
-    match use_case::correct(&state, &opened, &form, &request_id(&req)).await {
+    match use_case::correct(state, &opened, &form, &request_id(&req)).await {
         Ok(_) => see_page(&token, "details"),
-        Err(e) => page_with_error(&state, &pages, &opened, &token, &req, &e, form).await,
+        Err(e) => page_with_error(state, pages, &opened, &token, &req, &e, form).await,
     }
 }
 
@@ -548,18 +535,12 @@ async fn page_with_error(
 
 /// `PUT /customer/{token}/documents?filename=NAME`: the raw file (the page's script sends it,
 /// with the CSRF token in `X-CSRF-Token`); answers JSON for the script.
-pub async fn upload(
-    state: web::Data<AppState>,
-    pages: web::Data<Pages>,
-    guesses: web::Data<Guesses>,
-    req: HttpRequest,
-    payload: web::Payload,
-    token: web::Path<String>,
-) -> HttpResponse {
+pub async fn upload(site: Site, req: HttpRequest, payload: web::Payload, token: web::Path<String>) -> HttpResponse {
+    let (state, pages, guesses) = &site;
     let json_answer = |status: StatusCode, message: &str| {
         secure_headers(&mut HttpResponse::build(status)).json(json!({ "message": message }))
     };
-    let opened = match open_link(&state, &pages, &guesses, &req, &token).await {
+    let opened = match open_link(state, pages, guesses, &req, &token).await {
         Ok(o) => o,
         Err(resp) => return resp,
     };
@@ -574,7 +555,7 @@ pub async fn upload(
     let given = query.as_ref().and_then(|q| q.get("filename")).map(String::as_str);
     let id = opened.doc["_id"].as_str().unwrap_or_default();
     let target = Upload { account: &opened.owner, id, if_match: None, name: None, given };
-    match store_upload(&state, &req, payload, target).await {
+    match store_upload(state, &req, payload, target).await {
         Ok((_, name)) => secure_headers(&mut HttpResponse::Created()).json(json!({ "name": name })),
         Err(e) => {
             let (_, summary) = explain(&e);
@@ -585,21 +566,15 @@ pub async fn upload(
 }
 
 /// `POST /customer/{token}/sign`
-pub async fn sign(
-    state: web::Data<AppState>,
-    pages: web::Data<Pages>,
-    guesses: web::Data<Guesses>,
-    req: HttpRequest,
-    payload: web::Payload,
-    token: web::Path<String>,
-) -> HttpResponse {
-    let (opened, form) = match open_form(&state, &pages, &guesses, &req, payload, &token).await {
+pub async fn sign(site: Site, req: HttpRequest, payload: web::Payload, token: web::Path<String>) -> HttpResponse {
+    let (state, pages, guesses) = &site;
+    let (opened, form) = match open_form(state, pages, guesses, &req, payload, &token).await {
         Ok(both) => both,
         Err(resp) => return resp,
     };
     let text = |k: &str| form.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
     if !csrf_ok(&req, Some(&text("csrf"))) {
-        return forbidden_form(&pages);
+        return forbidden_form(pages);
     }
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let signing = SignForm {
@@ -610,7 +585,7 @@ pub async fn sign(
         ip: client_ip(&req).map(|ip| ip.to_string()).unwrap_or_default(),
         user_agent: user_agent.chars().take(512).collect(),
     };
-    match use_case::sign(&state, &opened, &signing, &request_id(&req)).await {
+    match use_case::sign(state, &opened, &signing, &request_id(&req)).await {
         Ok(signed) => match signed.submitted {
             Some(Ok(())) => see_page(&token, "submitted"),
             Some(Err(e)) => {
@@ -619,7 +594,7 @@ pub async fn sign(
             }
             None => see_page(&token, "signed"),
         },
-        Err(e) => page_with_error(&state, &pages, &opened, &token, &req, &e, Map::new()).await,
+        Err(e) => page_with_error(state, pages, &opened, &token, &req, &e, Map::new()).await,
     }
 }
 
