@@ -575,6 +575,17 @@ impl Raw<'_> {
         }
     }
 
+    /// The turn a change of a stored request takes first on a cluster (a small creation at
+    /// every copy); none on a single node.
+    async fn turn(&self) {
+        if self.w != "1" {
+            let turn = json!({"_id": format!("turn:{}:2", new_doc_id()), "pvt_type": "turn", "until": 0});
+            let url = format!("{}/bench_scratch/{}?w={}", self.ctx.couch_url, turn["_id"].as_str().unwrap(), self.w);
+            let r = self.ctx.http.put(url).json(&turn).send().await.unwrap();
+            assert!(r.status().is_success());
+        }
+    }
+
     /// The number documents of a completion (its numbers database and the account's), with the
     /// attempt's journal, at once.
     async fn completion_writes(&self, number: &str) {
@@ -720,6 +731,7 @@ async fn core(ctx: &Ctx, label: &str) {
                 "completed" => raw.completion_writes(&n).await,
                 _ => {}
             }
+            raw.turn().await;
             raw.put_new(&sample_doc, false).await;
             raw_times.push(t.elapsed());
 

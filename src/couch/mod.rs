@@ -9,6 +9,7 @@ pub mod cache;
 pub mod changes;
 pub mod design;
 mod nodes;
+mod turn;
 mod write;
 
 pub use write::{NewAttachment, choose};
@@ -206,11 +207,17 @@ pub struct Couch {
     /// Copies (`n`) of each database on a cluster; `None` where the server has no such notion
     /// (PouchDB Server). Learned once per database.
     copies: Arc<RwLock<HashMap<String, Option<u32>>>>,
+    /// How long a request may take before it counts as failed.
+    timeout: std::time::Duration,
 }
 
 impl Couch {
     pub fn new(settings: &CouchSettings) -> anyhow::Result<Self> {
-        Ok(Self { nodes: Arc::new(Nodes::new(settings)?), copies: Arc::default() })
+        Ok(Self { nodes: Arc::new(Nodes::new(settings)?), copies: Arc::default(), timeout: settings.timeout })
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// `/db/id`, with `_design/` left as it is (CouchDB redirects an escaped one).

@@ -80,6 +80,25 @@ impl Couch {
         Ok(self.copies(db).await?.is_none())
     }
 
+    /// Makes `write`, an update of `id` in `db` at revision `rev`, while holding the turn for
+    /// it where one is needed (`turn.rs`). A write whose fate is unknown keeps its turn until
+    /// it expires, so nobody builds beside a write that may still land.
+    async fn in_turn<T>(
+        &self,
+        (db, id, rev): (&str, &str, Option<&str>),
+        write: impl AsyncFnOnce() -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let turn = self.take_turn(db, id, rev).await?;
+        if !self.still_holds(&turn) {
+            return Err(StoreError::Unreachable(format!("taking the turn to write {db}/{id} took too long")));
+        }
+        let result = write().await;
+        if matches!(result, Ok(_) | Err(StoreError::Conflict | StoreError::NotFound)) {
+            self.end_turn(turn);
+        }
+        result
+    }
+
     /// Writes a document that carries its `_id` (and `_rev` unless new). A stale or missing
     /// `_rev`, or a revision that lost on a cluster, gives `Conflict`: nothing is ever
     /// overwritten blindly. Sets the new `_rev`.
@@ -88,21 +107,26 @@ impl Couch {
         let Some(id) = doc.get("_id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned) else {
             return Err(StoreError::Fault("refusing to save a document without _id".into()));
         };
-        let path = Self::doc_path(db, &id);
+        let base = doc.get("_rev").and_then(Value::as_str);
+        let rev = self.in_turn((db, &id, base), async || self.put_decided(db, &id, doc).await).await?;
+        doc["_rev"] = json!(rev);
+        Ok(rev)
+    }
+
+    /// `PUT`s `doc` (with every copy's say) and finds out whether it won; no turn taken.
+    pub(super) async fn put_decided(&self, db: &str, id: &str, doc: &Value) -> StoreResult<String> {
+        let path = Self::doc_path(db, id);
         let w = self.all_copies(db).await?;
-        let body = &*doc;
         let resp = self
             .send(Resend::Write, |c| {
-                let r = c.req(Method::PUT, &path, None).json(body);
+                let r = c.req(Method::PUT, &path, None).json(doc);
                 match &w {
                     Some(w) => r.query(&[("w", w)]),
                     None => r,
                 }
             })
             .await?;
-        let rev = self.decided(db, &id, resp).await?;
-        doc["_rev"] = json!(rev);
-        Ok(rev)
+        self.decided(db, id, resp).await
     }
 
     /// Creates a document whose id nobody else writes (a random one): no race to lose, so the
@@ -183,6 +207,11 @@ impl Couch {
 
     /// Deletes revision `rev` of a document; returns the tombstone's revision.
     pub async fn delete(&self, db: &str, id: &str, rev: &str) -> StoreResult<String> {
+        self.in_turn((db, id, Some(rev)), async || self.delete_decided(db, id, rev).await).await
+    }
+
+    /// `DELETE`s revision `rev` and finds out whether that won; no turn taken.
+    pub(super) async fn delete_decided(&self, db: &str, id: &str, rev: &str) -> StoreResult<String> {
         let _timer = crate::metrics::CouchTimer::start("delete");
         let path = Self::doc_path(db, id);
         let w = self.all_copies(db).await?.unwrap_or_else(|| "1".into());
@@ -211,16 +240,19 @@ impl Couch {
         // a streamed body needs its length announced: CouchDB refuses chunked attachments
         headers.insert(reqwest::header::CONTENT_LENGTH, length.into());
         let w = self.all_copies(db).await?.unwrap_or_else(|| "1".into());
-        let resp = self
-            .send(Resend::Write, |c| {
-                // (`headers` replaces the client's default JSON content type)
-                c.req(Method::PUT, &path, None)
-                    .query(&[("rev", rev), ("w", w.as_str())])
-                    .headers(headers.clone())
-                    .body(body())
-            })
-            .await?;
-        self.decided(db, id, resp).await
+        self.in_turn((db, id, Some(rev)), async || {
+            let resp = self
+                .send(Resend::Write, |c| {
+                    // (`headers` replaces the client's default JSON content type)
+                    c.req(Method::PUT, &path, None)
+                        .query(&[("rev", rev), ("w", w.as_str())])
+                        .headers(headers.clone())
+                        .body(body())
+                })
+                .await?;
+            self.decided(db, id, resp).await
+        })
+        .await
     }
 
     /// Removes an attachment from revision `rev`; returns the new rev (`NotFound` when the
@@ -229,10 +261,13 @@ impl Couch {
         let _timer = crate::metrics::CouchTimer::start("delete_attachment");
         let path = format!("{}/{}", Self::doc_path(db, id), encode(name));
         let w = self.all_copies(db).await?.unwrap_or_else(|| "1".into());
-        let resp = self
-            .send(Resend::Write, |c| c.req(Method::DELETE, &path, None).query(&[("rev", rev), ("w", w.as_str())]))
-            .await?;
-        self.decided(db, id, resp).await
+        self.in_turn((db, id, Some(rev)), async || {
+            let resp = self
+                .send(Resend::Write, |c| c.req(Method::DELETE, &path, None).query(&[("rev", rev), ("w", w.as_str())]))
+                .await?;
+            self.decided(db, id, resp).await
+        })
+        .await
     }
 
     /// The revision CouchDB keeps of a document, read with every copy's say (which makes the

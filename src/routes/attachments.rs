@@ -11,6 +11,7 @@ use crate::domain::time::now_gregorian;
 use crate::error::ApiError;
 use crate::http::envelope::Reply;
 use crate::http::request::{Authed, MAX_BODY_BYTES, max_size_error, read_chunks};
+use crate::port_requests::changes::{ATTEMPTS, pause_after_conflict};
 use crate::port_requests::{self as store, is_authority};
 use crate::state::AppState;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
@@ -30,9 +31,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource(&format!("{BASE}/{{id}}/loa")).route(web::get().to(loa)));
 }
-
-/// How often a write is retried when a concurrent change moved the revision on.
-const CONFLICT_RETRIES: usize = 20;
 
 /// `GET /{id}/attachments`: the `uploads` map.
 pub async fn list(auth: Authed, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
@@ -116,7 +114,7 @@ pub async fn store_upload(
         let stream = futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
         reqwest::Body::wrap_stream(stream)
     };
-    for _ in 0..CONFLICT_RETRIES {
+    for n in 1..=ATTEMPTS {
         let rev = doc["_rev"].as_str().unwrap_or_default().to_owned();
         let file = NewAttachment { name: &name, content_type, length };
         match state.couch.put_attachment((dbs::PORT_REQUESTS, id, &rev), &file, &body).await {
@@ -124,7 +122,8 @@ pub async fn store_upload(
                 let saved = store::load(state, id).await?;
                 return Ok((Value::clone(&saved), name));
             }
-            Err(StoreError::Conflict) if if_match.is_none() => {
+            Err(StoreError::Conflict) if if_match.is_none() && n < ATTEMPTS => {
+                pause_after_conflict(n).await;
                 doc = store::load_in_scope(state, account, id).await?;
             }
             Err(e) => return Err(e.into()),
@@ -219,7 +218,7 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
     let account = auth.account(&account_id).await?;
     let mut doc = store::load_in_scope(&auth.state, &account, &id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
-    for _ in 0..CONFLICT_RETRIES {
+    for n in 1..=ATTEMPTS {
         if !PortState::of_doc(&doc).is_deletable() {
             return Err(ApiError::InvalidMethod);
         }
@@ -232,7 +231,8 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
                 auth.state.docs.forget(&id);
                 break;
             }
-            Err(StoreError::Conflict) if auth.if_match.is_none() => {
+            Err(StoreError::Conflict) if auth.if_match.is_none() && n < ATTEMPTS => {
+                pause_after_conflict(n).await;
                 doc = store::load_in_scope(&auth.state, &account, &id).await?
             }
             Err(e) => return Err(e.into()),
