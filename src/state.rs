@@ -21,6 +21,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Port request documents read lately, used when CouchDB confirms they are current.
     pub docs: crate::couch::cache::DocCache,
+    /// This instance's changes of one request, one at a time.
+    pub writes: crate::port_requests::queue::WriteQueue,
 }
 
 impl AppState {
@@ -37,6 +39,6 @@ impl AppState {
         let mailer = Mailer::new(&settings)?;
         let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
         let docs = crate::couch::cache::DocCache::new(settings.doc_cache);
-        Ok(Self { settings, couch, directory, auth, loa, mailer, http, docs })
+        Ok(Self { settings, couch, directory, auth, loa, mailer, http, docs, writes: Default::default() })
     }
 }

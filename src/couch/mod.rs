@@ -138,9 +138,10 @@ pub struct ViewQuery {
     pub descending: bool,
     pub include_docs: bool,
     pub freshness: Freshness,
-    /// With `Freshness::Current`: how long to wait for the index to catch up before answering
-    /// from the index as it stands (a view far behind, right after a bulk load, can take
-    /// many seconds to bring up to date; CouchDB goes on indexing meanwhile).
+    /// With `Freshness::Current`: how long to wait for the index to catch up before asking
+    /// for the index as it stands too, and answering with whichever comes first (a view far
+    /// behind, right after a bulk load, can take many seconds to bring up to date; CouchDB goes
+    /// on indexing meanwhile). The view is then read as it stands until it is seen current again.
     pub wait: Option<std::time::Duration>,
 }
 
@@ -209,11 +210,18 @@ pub struct Couch {
     copies: Arc<RwLock<HashMap<String, Option<u32>>>>,
     /// How long a request may take before it counts as failed.
     timeout: std::time::Duration,
+    /// Views seen catching up (by path), read as they stand until a probe finds them current.
+    behind: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Couch {
     pub fn new(settings: &CouchSettings) -> anyhow::Result<Self> {
-        Ok(Self { nodes: Arc::new(Nodes::new(settings)?), copies: Arc::default(), timeout: settings.timeout })
+        Ok(Self {
+            nodes: Arc::new(Nodes::new(settings)?),
+            copies: Arc::default(),
+            timeout: settings.timeout,
+            behind: Arc::default(),
+        })
     }
 
     pub fn timeout(&self) -> std::time::Duration {
@@ -253,7 +261,7 @@ impl Couch {
         let several = order.len() > 1;
         for k in 0..attempts {
             let node = self.nodes.get(order[k % order.len()]);
-            match build(&node.client).send().await {
+            match build(&node.client()).send().await {
                 Ok(resp) => {
                     let overloaded = matches!(resp.status().as_u16(), 502..=504);
                     if overloaded && resend == Resend::Read && k + 1 < attempts {
@@ -341,15 +349,14 @@ impl Couch {
         let _timer = crate::metrics::CouchTimer::start("get");
         let path = Self::doc_path(db, id);
         let etag = known.map(|rev| format!("\"{rev}\""));
-        // every copy's say: a write that won while only some copies held it (a settled 202) is
-        // then seen by every read, and no change is built on a branch that already lost
-        let r = self.copies(db).await?.filter(|n| *n > 1).map(|n| n.to_string());
+        // CouchDB's default read quorum (r = 2 of 3 copies) is current for every write this
+        // service acknowledged: a 201 is on every copy, and a settled 202 on at least two (the
+        // settling read, at r = n, writes it to the copies that lack it, at w = 2, before it
+        // answers), so any two copies include one that holds it, and CouchDB then waits for
+        // the third and answers the newest (`write.rs`)
         let resp = self
             .send(Resend::Read, |c| {
-                let mut req = c.req(Method::GET, &path, None);
-                if let Some(r) = &r {
-                    req = req.query(&[("r", r.as_str())]);
-                }
+                let req = c.req(Method::GET, &path, None);
                 match &etag {
                     Some(tag) => req.header(reqwest::header::IF_NONE_MATCH, tag),
                     None => req,
@@ -369,15 +376,60 @@ impl Couch {
         let (Freshness::Current, Some(wait)) = (query.freshness, query.wait) else {
             return self.view_once(db, ddoc, view, query).await;
         };
-        match tokio::time::timeout(wait, self.view_once(db, ddoc, view, query)).await {
-            Ok(rows) => rows,
-            Err(_) => {
-                crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
+        let as_indexed = ViewQuery { freshness: Freshness::AsIndexed, ..query.clone() };
+        let key = format!("{db}/{ddoc}/{view}");
+        if self.is_behind(&key) {
+            crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
+            return self.view_once(db, ddoc, view, &as_indexed).await;
+        }
+        let current = self.view_once(db, ddoc, view, query);
+        tokio::pin!(current);
+        if let Ok(rows) = tokio::time::timeout(wait, &mut current).await {
+            return rows;
+        }
+        // the index is catching up: whichever answer comes first, the current one or the index
+        // as it stands; until the view is seen current again, it is read as it stands
+        crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
+        self.watch_until_current(&key, (db, ddoc, view), wait);
+        let lazy = self.view_once(db, ddoc, view, &as_indexed);
+        tokio::pin!(lazy);
+        tokio::select! {
+            rows = &mut current => rows,
+            rows = &mut lazy => {
                 tracing::info!(ddoc, view, "the index is catching up: answered from it as it stands");
-                let as_indexed = ViewQuery { freshness: Freshness::AsIndexed, ..query.clone() };
-                self.view_once(db, ddoc, view, &as_indexed).await
+                rows
             }
         }
+    }
+
+    fn is_behind(&self, key: &str) -> bool {
+        self.behind.lock().is_ok_and(|b| b.contains(key))
+    }
+
+    /// Marks a view as catching up, and looks once a second (one look at a time per view)
+    /// until an up-to-date read of it answers within `wait`.
+    fn watch_until_current(&self, key: &str, (db, ddoc, view): (&str, &str, &str), wait: std::time::Duration) {
+        let Ok(mut behind) = self.behind.lock() else { return };
+        if !behind.insert(key.to_owned()) {
+            return;
+        }
+        drop(behind);
+        let (couch, key) = (self.clone(), key.to_owned());
+        let (db, ddoc, view) = (db.to_owned(), ddoc.to_owned(), view.to_owned());
+        tokio::spawn(async move {
+            let probe = ViewQuery { limit: Some(0), ..ViewQuery::default() };
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let look = couch.view_once(&db, &ddoc, &view, &probe);
+                if matches!(tokio::time::timeout(wait, look).await, Ok(Ok(_))) {
+                    break;
+                }
+            }
+            tracing::info!(ddoc, view, "the index has caught up: listings are current again");
+            if let Ok(mut behind) = couch.behind.lock() {
+                behind.remove(&key);
+            }
+        });
     }
 
     async fn view_once(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {

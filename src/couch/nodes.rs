@@ -3,6 +3,8 @@
 //! answer it gives brings it back. Requests go round-robin over the healthy ones.
 
 use crate::configuration::CouchSettings;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,8 +20,26 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64.saturating_mul(1 << failures.min(6)).min(10_000))
 }
 
+/// How a node's HTTP client is made (once per thread that talks to it).
+struct Access {
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    timeout_secs: u64,
+}
+
+static NEXT_NODE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's own client per node. A pooled connection is driven by a task of the
+    /// runtime that opened it; shared between actix's workers (each its own runtime), every
+    /// CouchDB call could wake another thread there and back. Per thread, it never does.
+    static CLIENTS: RefCell<HashMap<u64, couch_rs::Client>> = RefCell::new(HashMap::new());
+}
+
 pub struct Node {
-    pub client: couch_rs::Client,
+    key: u64,
+    access: Access,
     /// The URL without credentials.
     pub shown: String,
     down_until: AtomicU64,
@@ -27,6 +47,38 @@ pub struct Node {
 }
 
 impl Node {
+    fn new(access: Access, shown: String) -> anyhow::Result<Self> {
+        let node = Node {
+            key: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+            shown,
+            access,
+            down_until: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+        };
+        node.make_client()?; // a bad URL is refused at start, not at the first call
+        Ok(node)
+    }
+
+    fn make_client(&self) -> anyhow::Result<couch_rs::Client> {
+        let a = &self.access;
+        couch_rs::Client::new_with_timeout(&a.url, a.username.as_deref(), a.password.as_deref(), Some(a.timeout_secs))
+            .map_err(|e| anyhow::anyhow!("cannot build the CouchDB client for {}: {e}", self.shown))
+    }
+
+    /// This thread's client for the node.
+    pub fn client(&self) -> couch_rs::Client {
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some(c) = clients.get(&self.key) {
+                return c.clone();
+            }
+            // checked at start (`new`), so building it again cannot fail
+            let c = self.make_client().expect("the CouchDB client was built once already");
+            clients.insert(self.key, c.clone());
+            c
+        })
+    }
+
     pub fn is_up(&self) -> bool {
         self.down_until.load(Ordering::Relaxed) <= now_ms()
     }
@@ -62,14 +114,13 @@ impl Nodes {
             .nodes
             .iter()
             .map(|n| {
-                let client = couch_rs::Client::new_with_timeout(
-                    n.url.as_str(),
-                    n.username.as_deref(),
-                    n.password.as_ref().map(|p| p.expose()),
-                    Some(settings.timeout.as_secs()),
-                )
-                .map_err(|e| anyhow::anyhow!("cannot build the CouchDB client for {}: {e}", n.display_url()))?;
-                Ok(Node { client, shown: n.display_url(), down_until: AtomicU64::new(0), failures: AtomicU32::new(0) })
+                let access = Access {
+                    url: n.url.to_string(),
+                    username: n.username.clone(),
+                    password: n.password.as_ref().map(|p| p.expose().to_owned()),
+                    timeout_secs: settings.timeout.as_secs(),
+                };
+                Node::new(access, n.display_url())
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         anyhow::ensure!(!list.is_empty(), "no CouchDB node configured");

@@ -62,11 +62,14 @@ pub(crate) async fn pause_after_conflict(n: usize) {
     tokio::time::sleep(Duration::from_millis(pause)).await;
 }
 
-/// Makes `attempt` again after a 409, unless the client pinned the revision.
+/// Makes `attempt`, a change of request `id`, after the changes of it this instance is making
+/// already, and again after a 409, unless the client pinned the revision.
 pub(crate) async fn again_on_conflict<T>(
     req: &Request<'_>,
+    id: &str,
     attempt: impl AsyncFn() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
+    let _place = req.state.writes.enter(id, req.state.couch.timeout()).await;
     for n in 1.. {
         match attempt().await {
             Err(ApiError::Conflict) if req.if_match.is_none() && n < ATTEMPTS => pause_after_conflict(n).await,
@@ -390,6 +393,7 @@ pub async fn create(
 /// `POST /{id}`: full replace of the public fields, only while unconfirmed or rejected
 /// (superduper admins excepted).
 pub async fn replace(req: &Request<'_>, account: &Account, id: &str) -> Result<Saved, ApiError> {
+    let _place = req.state.writes.enter(id, req.state.couch.timeout()).await;
     let doc = load_in_scope(req.state, account, id).await?;
     super::check_if_match(req.if_match, &doc)?;
     let current = PortState::of_doc(&doc);
@@ -416,7 +420,7 @@ fn patched_public(doc: &Value, data: &Value) -> Map<String, Value> {
 
 /// `PATCH /{id}`: deep merge; changing the numbers follows the same rules as POST.
 pub async fn patch(req: &Request<'_>, account: &Account, id: &str) -> Result<Saved, ApiError> {
-    again_on_conflict(req, async || {
+    again_on_conflict(req, id, async || {
         let doc = load_in_scope(req.state, account, id).await?;
         super::check_if_match(req.if_match, &doc)?;
         let is_auth = is_authority(req.caller, &doc);
@@ -515,7 +519,7 @@ async fn transition_what(
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
 pub async fn move_to(req: &Request<'_>, account: &Account, id: &str, to: PortState) -> Result<Saved, ApiError> {
-    again_on_conflict(req, async || move_once(req, account, id, to).await).await
+    again_on_conflict(req, id, async || move_once(req, account, id, to).await).await
 }
 
 async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState) -> Result<Saved, ApiError> {
@@ -641,7 +645,7 @@ pub async fn add_comments(req: &Request<'_>, account: &Account, id: &str) -> Res
             ));
         }
     };
-    again_on_conflict(req, async || {
+    again_on_conflict(req, id, async || {
         let doc = load_in_scope(req.state, account, id).await?;
         super::check_if_match(req.if_match, &doc)?;
         let is_auth = is_authority(req.caller, &doc);
@@ -658,7 +662,7 @@ pub async fn add_comments(req: &Request<'_>, account: &Account, id: &str) -> Res
 /// `DELETE /{id}`: soft delete, only while unconfirmed, rejected or canceled. Returns the
 /// request as it was.
 pub async fn delete(req: &Request<'_>, account: &Account, id: &str) -> Result<Saved, ApiError> {
-    again_on_conflict(req, async || {
+    again_on_conflict(req, id, async || {
         let doc = load_in_scope(req.state, account, id).await?;
         super::check_if_match(req.if_match, &doc)?;
         if !PortState::of_doc(&doc).is_deletable() {

@@ -61,7 +61,7 @@ pub async fn create_link(req: &Request<'_>, account: &Account, id: &str) -> Resu
         Some(other) => return Err(field_error("submit_when_signed", "true or false", other)),
     };
     let secret = cust::new_secret();
-    let (doc, link) = again_on_conflict(req, async || {
+    let (doc, link) = again_on_conflict(req, id, async || {
         let doc = load_in_scope(req.state, account, id).await?;
         super::check_if_match(req.if_match, &doc)?;
         let state = PortState::of_doc(&doc);
@@ -125,7 +125,7 @@ async fn mail_link(state: &AppState, doc: &Value, link: &Link, url: &str, to: &s
 
 /// `DELETE /{id}/customer_link`: every live link revoked.
 pub async fn revoke_links(req: &Request<'_>, account: &Account, id: &str) -> Result<Value, ApiError> {
-    again_on_conflict(req, async || {
+    again_on_conflict(req, id, async || {
         let doc = load_in_scope(req.state, account, id).await?;
         super::check_if_match(req.if_match, &doc)?;
         let mut new_doc = Value::clone(&doc);
@@ -280,7 +280,7 @@ pub async fn sign(
     let who = Acting::customer(opened, json!({}));
     let req = who.request(state, request_id);
     let id = opened.doc["_id"].as_str().unwrap_or_default().to_owned();
-    let doc = again_on_conflict(&req, async || {
+    let doc = again_on_conflict(&req, &id, async || {
         let doc = load_in_scope(state, &opened.owner, &id).await?;
         check_open(&doc)?;
         let shown = letter::render(state, &opened.owner, &doc, None).await?;

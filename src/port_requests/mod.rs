@@ -8,6 +8,7 @@ pub mod conflicts;
 pub mod customer;
 pub mod letter;
 pub mod numbers;
+pub mod queue;
 
 use crate::auth::Caller;
 use crate::couch::{Fetched, StoreError, dbs};

@@ -109,6 +109,11 @@ pub async fn store_upload(
     };
     // the chunks as they arrived go to CouchDB as they are: the file is never copied
     let chunks = read_chunks(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
+    let place = state.writes.enter(id, state.couch.timeout()).await;
+    if place.waited() {
+        doc = store::load_in_scope(state, account, id).await?;
+        store::check_if_match(if_match, &doc)?;
+    }
     let length: usize = chunks.iter().map(bytes::Bytes::len).sum();
     let body = || {
         let stream = futures_util::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
@@ -216,6 +221,7 @@ pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> 
     let (account_id, id, name) = path.into_inner();
     check_name(&name).map_err(|_| bad_name(&name))?;
     let account = auth.account(&account_id).await?;
+    let _place = auth.state.writes.enter(&id, auth.state.couch.timeout()).await;
     let mut doc = store::load_in_scope(&auth.state, &account, &id).await?;
     store::check_if_match(auth.if_match.as_deref(), &doc)?;
     for n in 1..=ATTEMPTS {
