@@ -19,6 +19,8 @@ ensure_system_packages
 ensure_node_packages
 start_fresh_stack test
 export LOG="${LOG:-warn}"
+# the fault test stops its own CouchDB for this long under load
+export FAULT_OUTAGE_SECS="${FAULT_OUTAGE_SECS:-30}"
 
 cluster_suite() {
   local urls dir=""

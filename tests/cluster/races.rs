@@ -155,8 +155,8 @@ fn delivery_of(mail: &Value) -> String {
 }
 
 /// Comments, uploads and edits of one request at once through both instances (24 writers, 3
-/// rounds): every acknowledged one is in the revision CouchDB keeps, and nothing is left in
-/// conflict. Without turns (`src/couch/turn.rs`) an acknowledged change was lost in about one
+/// rounds): every acknowledged one is in the revision CouchDB keeps, at least three in four are
+/// acknowledged, and nothing is left in conflict. Without turns (`src/couch/turn.rs`) an acknowledged change was lost in about one
 /// run in five.
 #[tokio::test]
 async fn concurrent_comments_uploads_and_edits_lose_nothing() {
@@ -220,7 +220,9 @@ async fn many_writers_on_one_request(a: &TestApp, b: &TestApp, t: &crate::helper
         acknowledged += usize::from(*status != 409);
     }
     eprintln!("round {round}: {acknowledged} of {} writers got through", results.len());
-    assert!(acknowledged >= results.len() / 2, "most writers got through: {acknowledged} of {}", results.len());
+    // each instance makes its changes of one request one after the other (`port_requests/queue.rs`),
+    // so only the two instances race: all 24 got through in every run seen, about half without it
+    assert!(acknowledged * 4 >= results.len() * 3, "most writers got through: {acknowledged} of {}", results.len());
 }
 
 /// A request in conflict on purpose (two revisions of one parent, as a writer that does not
