@@ -63,6 +63,34 @@ async fn start_service_with(couch_url: &str, extra: &[(&str, &str)]) -> Service 
     panic!("the service did not start");
 }
 
+/// A bare nginx reverse proxy in front of CouchDB (kept-alive upstream connections, no logs):
+/// what one more HTTP hop costs on this machine, with next to no work in it. `None` without
+/// nginx.
+fn start_bare_proxy(couch_url: &str) -> Option<(Service, tempfile::TempDir)> {
+    let nginx = ["/usr/sbin/nginx", "nginx"].into_iter().find(|n| Command::new(n).arg("-v").output().is_ok())?;
+    let dir = tempfile::tempdir().ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let couch = url::Url::parse(couch_url).ok()?;
+    let upstream = format!("{}:{}", couch.host_str()?, couch.port()?);
+    let conf = format!(
+        "worker_processes 1; daemon off; error_log {d}/error.log warn; pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};
+  upstream couch {{ server {upstream}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://couch; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}",
+        d = dir.path().display()
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).ok()?;
+    let child = Command::new(nginx)
+        .args(["-c", &dir.path().join("nginx.conf").display().to_string(), "-p", &dir.path().display().to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Some((Service { child, base: format!("http://127.0.0.1:{port}") }, dir))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -552,13 +580,23 @@ fn wrk_with(url: &str, token: Option<&str>, connections: u32, secs: u32) -> Load
 
 /// GET latency under a steady load of one connection (each side in its own 5 s run, three
 /// runs each, taking turns): the medians of the service's and of the raw runs' medians.
-fn steady_latency(service_url: &str, token: &str, raw_url: &str) -> (Duration, Duration) {
+fn steady_latency(service_url: &str, token: Option<&str>, raw_url: &str) -> (Duration, Duration) {
     let (mut svc, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        svc.push(wrk_with(service_url, Some(token), 1, 5).median);
+        svc.push(wrk_with(service_url, token, 1, 5).median);
         raw.push(wrk_with(raw_url, None, 1, 5).median);
     }
     (median(svc), median(raw))
+}
+
+/// CPU seconds (user and system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name (which may hold spaces): utime and stime are 14 and 15
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -805,10 +843,23 @@ async fn core(ctx: &Ctx, label: &str) {
     }
 
     // latency under a steady load of one connection, then throughput and memory under 32
-    let (steady_svc, steady_raw) = steady_latency(&one, &member, &raw_one);
-    let (steady_uncached, steady_raw2) = steady_latency(&one_uncached, &member, &raw_one);
+    let (steady_svc, steady_raw) = steady_latency(&one, Some(&member), &raw_one);
+    let (steady_uncached, steady_raw2) = steady_latency(&one_uncached, Some(&member), &raw_one);
+    // the same through a bare nginx proxy: what the hop alone costs here
+    let proxy = start_bare_proxy(&ctx.couch_url).map(|(proxy, dir)| {
+        let mut via = url::Url::parse(&raw_one).unwrap();
+        let base = url::Url::parse(&proxy.base).unwrap();
+        via.set_port(base.port()).unwrap();
+        let (lat, lat_raw) = steady_latency(via.as_str(), None, &raw_one);
+        let (rps, rps_raw) = (wrk(via.as_str(), None), wrk(&raw_one, None));
+        drop((proxy, dir));
+        (lat, lat_raw, rps, rps_raw)
+    });
     let pid = service.child.id();
+    let cpu_before = cpu_seconds(pid);
     let svc_rps = wrk(&one, Some(&member));
+    // the service's own CPU per GET under that load (user and system)
+    let svc_cpu_per_get = (cpu_seconds(pid) - cpu_before) / (svc_rps * 10.0);
     let raw_rps = wrk(&raw_one, None);
     let rss = peak_rss_mb(pid);
     let uncached_rps = wrk(&one_uncached, Some(&member));
@@ -818,6 +869,14 @@ async fn core(ctx: &Ctx, label: &str) {
     println!("\n### Core operations ({label}; medians of {N} samples, {SAMPLES} for GET; delivery worker off)\n");
     println!("| operation | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|");
     let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    if let Some((lat, lat_raw, _, _)) = proxy {
+        println!(
+            "| reference: GET through a bare nginx proxy, one connection, steady | {} | {} | {:.2} | |",
+            ms(lat),
+            ms(lat_raw),
+            r(lat, lat_raw)
+        );
+    }
     for (label, svc, raw_t) in [
         ("GET one request, one connection, steady (wrk)", steady_svc, steady_raw),
         ("GET one request, `DOC_CACHE=0`, one connection, steady (wrk)", steady_uncached, steady_raw2),
@@ -840,7 +899,14 @@ async fn core(ctx: &Ctx, label: &str) {
         "\n| load (wrk, 32 connections, 10 s, GET one request) | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|"
     );
     println!("| throughput | {svc_rps:.0} req/s | {raw_rps:.0} req/s | {:.2} | ≥ 0.9 |", svc_rps / raw_rps);
+    if let Some((_, _, rps, rps_raw)) = proxy {
+        println!(
+            "| reference: throughput through a bare nginx proxy | {rps:.0} req/s | {rps_raw:.0} req/s | {:.2} | |",
+            rps / rps_raw
+        );
+    }
     println!("| peak resident memory of the service | {rss:.1} MB | | | ≤ 64 MB |");
+    println!("| the service's CPU per GET under that load | {:.3} ms | | | |", svc_cpu_per_get * 1000.0);
     println!(
         "| throughput, `DOC_CACHE=0` | {uncached_rps:.0} req/s | {raw_rps2:.0} req/s | {:.2} | |",
         uncached_rps / raw_rps2

@@ -51,6 +51,12 @@ pub enum ApiError {
     Conflict,
     #[error("precondition failed")]
     PreconditionFailed,
+    /// An `Idempotency-Key` first used with another request.
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    /// The request first made with this `Idempotency-Key` is still being made.
+    #[error("idempotency key in progress")]
+    IdempotencyInProgress,
     #[error("request timeout")]
     RequestTimeout,
     #[error("unsupported media type")]
@@ -117,6 +123,16 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
                 msg("If-Match does not match the current revision"),
+            ),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                msg("this Idempotency-Key was first used with another request (method, path or body): use a new key"),
+            ),
+            IdempotencyInProgress => (
+                StatusCode::CONFLICT,
+                "idempotency_key_in_progress",
+                msg("the request first made with this Idempotency-Key is still being made: try again in a moment"),
             ),
             RequestTimeout => {
                 (StatusCode::REQUEST_TIMEOUT, "request_timeout", msg("the request body did not arrive in time"))

@@ -44,6 +44,8 @@ impl Application {
         let guesses = web::Data::new(crate::http::guesses::Guesses::new(20, std::time::Duration::from_secs(600)));
         let state = web::Data::new(AppState::new(settings, couch)?);
         crate::notify::spawn(state.clone());
+        crate::http::idempotency::spawn_cleanup(state.clone());
+        state.couch.spawn_indexer_watch();
         bootstrap::spawn_claim_adoption(state.clone());
 
         let server = HttpServer::new(move || {
@@ -52,6 +54,7 @@ impl Application {
                 .app_data(info.clone())
                 .app_data(pages.clone())
                 .app_data(guesses.clone())
+                .wrap(from_fn(crate::http::idempotency::idempotency))
                 .wrap(from_fn(crossbar))
                 .configure(routes::configure)
         })

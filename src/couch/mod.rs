@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod changes;
 pub mod design;
+mod freshness;
 mod nodes;
 mod turn;
 mod write;
@@ -210,8 +211,8 @@ pub struct Couch {
     copies: Arc<RwLock<HashMap<String, Option<u32>>>>,
     /// How long a request may take before it counts as failed.
     timeout: std::time::Duration,
-    /// Views seen catching up (by path), read as they stand until a probe finds them current.
-    behind: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Design documents whose views are catching up (`freshness.rs`).
+    behind: Arc<freshness::Behind>,
 }
 
 impl Couch {
@@ -371,68 +372,18 @@ impl Couch {
         }
     }
 
-    /// Reads the rows of a design-doc view.
+    /// Reads the rows of a design-doc view (how current: `freshness.rs`).
     pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
-        let (Freshness::Current, Some(wait)) = (query.freshness, query.wait) else {
-            return self.view_once(db, ddoc, view, query).await;
-        };
-        let as_indexed = ViewQuery { freshness: Freshness::AsIndexed, ..query.clone() };
-        let key = format!("{db}/{ddoc}/{view}");
-        if self.is_behind(&key) {
-            crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
-            return self.view_once(db, ddoc, view, &as_indexed).await;
-        }
-        let current = self.view_once(db, ddoc, view, query);
-        tokio::pin!(current);
-        if let Ok(rows) = tokio::time::timeout(wait, &mut current).await {
-            return rows;
-        }
-        // the index is catching up: whichever answer comes first, the current one or the index
-        // as it stands; until the view is seen current again, it is read as it stands
-        crate::metrics::get().couch_errors.with_label_values(&["view_behind"]).inc();
-        self.watch_until_current(&key, (db, ddoc, view), wait);
-        let lazy = self.view_once(db, ddoc, view, &as_indexed);
-        tokio::pin!(lazy);
-        tokio::select! {
-            rows = &mut current => rows,
-            rows = &mut lazy => {
-                tracing::info!(ddoc, view, "the index is catching up: answered from it as it stands");
-                rows
-            }
-        }
+        self.view_as_fresh_as_may_be(db, ddoc, view, query).await
     }
 
-    fn is_behind(&self, key: &str) -> bool {
-        self.behind.lock().is_ok_and(|b| b.contains(key))
-    }
-
-    /// Marks a view as catching up, and looks once a second (one look at a time per view)
-    /// until an up-to-date read of it answers within `wait`.
-    fn watch_until_current(&self, key: &str, (db, ddoc, view): (&str, &str, &str), wait: std::time::Duration) {
-        let Ok(mut behind) = self.behind.lock() else { return };
-        if !behind.insert(key.to_owned()) {
-            return;
-        }
-        drop(behind);
-        let (couch, key) = (self.clone(), key.to_owned());
-        let (db, ddoc, view) = (db.to_owned(), ddoc.to_owned(), view.to_owned());
-        tokio::spawn(async move {
-            let probe = ViewQuery { limit: Some(0), ..ViewQuery::default() };
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                let look = couch.view_once(&db, &ddoc, &view, &probe);
-                if matches!(tokio::time::timeout(wait, look).await, Ok(Ok(_))) {
-                    break;
-                }
-            }
-            tracing::info!(ddoc, view, "the index has caught up: listings are current again");
-            if let Ok(mut behind) = couch.behind.lock() {
-                behind.remove(&key);
-            }
-        });
-    }
-
-    async fn view_once(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
+    pub(super) async fn view_once(
+        &self,
+        db: &str,
+        ddoc: &str,
+        view: &str,
+        query: &ViewQuery,
+    ) -> StoreResult<Vec<ViewRow>> {
         let _timer = crate::metrics::CouchTimer::start("view");
         let path = format!("/{}/_design/{}/_view/{}", encode(db), encode(ddoc), encode(view));
         let params = query.params();

@@ -9,6 +9,7 @@ pub mod conflicts;
 pub mod customer;
 pub mod events;
 pub mod fone;
+pub mod idempotency;
 pub mod ids;
 pub mod loa;
 pub mod notifications;

@@ -54,11 +54,11 @@ fn add_cors_headers(headers: &mut HeaderMap) {
             "access-control-allow-headers",
             "content-type, depth, user-agent, x-http-method-override, x-file-size, x-requested-with, \
              if-modified-since, x-file-name, cache-control, x-auth-token, x-kazoo-cluster-id, if-match, \
-             x-request-id, authorization",
+             x-request-id, authorization, idempotency-key",
         ),
         (
             "access-control-expose-headers",
-            "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag, etag",
+            "content-type, x-auth-token, x-request-id, x-kazoo-cluster-id, location, etag, idempotent-replayed",
         ),
         ("access-control-max-age", "86400"),
     ];
@@ -99,6 +99,25 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A response whose error (if any) is rendered in the Kazoo envelope.
+pub fn rendered(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let Some(err) = res.response().error() else { return res };
+    let api = as_api_error(err);
+    if let ApiError::Internal(detail) = &api {
+        tracing::error!(%detail, "internal error");
+    }
+    let meta = res.request().extensions().get::<RequestMeta>().cloned().unwrap_or_default();
+    let info = res.request().app_data::<web::Data<EnvelopeInfo>>().map(|d| d.get_ref().clone());
+    let mut envelope = render_error(&api, &meta, info.as_ref());
+    // keep headers a handler set on purpose (e.g. Allow)
+    for (name, value) in res.response().headers() {
+        if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+            envelope.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    res.into_response(envelope)
+}
+
 pub async fn crossbar(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -127,22 +146,7 @@ pub async fn crossbar(
         Err(err) => return Err(as_api_error(&err).into()),
     };
 
-    if let Some(err) = res.response().error() {
-        let api = as_api_error(err);
-        if let ApiError::Internal(detail) = &api {
-            span.in_scope(|| tracing::error!(%detail, "internal error"));
-        }
-        let meta = res.request().extensions().get::<RequestMeta>().cloned().unwrap_or_default();
-        let info = res.request().app_data::<web::Data<EnvelopeInfo>>().map(|d| d.get_ref().clone());
-        let mut rendered = render_error(&api, &meta, info.as_ref());
-        // keep headers a handler set on purpose (e.g. Allow)
-        for (name, value) in res.response().headers() {
-            if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
-                rendered.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
-        res = res.into_response(rendered);
-    }
+    res = span.in_scope(|| rendered(res));
 
     let headers = res.headers_mut();
     headers.insert(HeaderName::from_static(REQUEST_ID), HeaderValue::from_str(&id).unwrap());

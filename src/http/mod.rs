@@ -2,5 +2,6 @@
 
 pub mod envelope;
 pub mod guesses;
+pub mod idempotency;
 pub mod middleware;
 pub mod request;

@@ -14,6 +14,7 @@ mod envelope;
 mod faults;
 mod fone;
 mod hostile;
+mod idempotency;
 mod instances;
 mod lifecycle;
 mod listings;
