@@ -6,7 +6,9 @@
 //! document, with an id made from the event's, so whoever derives it gets the same record.
 
 use super::comments;
-use super::notifications::{Audience, emails_for_comment, emails_for_signature, emails_for_state};
+use super::notifications::{
+    Audience, emails_for_comment, emails_for_number_progress, emails_for_signature, emails_for_state,
+};
 use super::port_state::PortState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,6 +56,17 @@ pub enum What {
     },
     /// The end customer signed the LOA through a customer link.
     Signature { signer_name: String, link_id: String },
+    /// One number moved on its own (per-number progress).
+    NumberProgress {
+        number: String,
+        state: PortState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<PortState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason_author: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +122,7 @@ impl Event {
                 (emails_for_comment(comment), hook, false)
             }
             What::Signature { .. } => (emails_for_signature(), "signature", false),
+            What::NumberProgress { .. } => (emails_for_number_progress(), "number_progress", false),
         };
         let mut out: Vec<Delivery> = emails.into_iter().map(|(t, a)| Delivery::email(t, a)).collect();
         if self.webhook_url.is_some() && !webhook.is_empty() {
@@ -123,7 +137,7 @@ impl Event {
     /// What the templates say happened.
     pub fn reason(&self) -> Option<&str> {
         match &self.what {
-            What::Transition { reason, .. } => reason.as_deref(),
+            What::Transition { reason, .. } | What::NumberProgress { reason, .. } => reason.as_deref(),
             What::Comment { .. } | What::Signature { .. } => None,
         }
     }

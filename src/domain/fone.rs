@@ -287,16 +287,23 @@ pub fn porting_request(doc: &Value, account_sid: &str) -> Value {
     let public = public_fields(doc);
     let mut out: Map<String, Value> = public.get(ORIGINAL).and_then(Value::as_object).cloned().unwrap_or_default();
     let state = PortState::of_doc(doc);
-    let numbers = match state {
-        PortState::Completed => doc.get("pvt_ported_numbers"),
-        _ => doc.get("numbers"),
-    };
-    let numbers: Vec<Value> = numbers
-        .and_then(Value::as_object)
+    // every number, each where it is (numbers move on their own: per-number progress)
+    let progress = super::number_progress::all(doc);
+    let entries = ["numbers", "pvt_ported_numbers", "pvt_canceled_numbers"]
+        .into_iter()
+        .filter_map(|k| doc.get(k).and_then(Value::as_object))
+        .flat_map(|m| m.iter())
+        .collect::<Vec<_>>();
+    let numbers: Vec<Value> = Some(entries)
         .map(|n| {
-            n.iter()
+            n.into_iter()
                 .map(|(number, meta)| {
-                    let mut m = json!({ "Number": number, "Status": status(state) });
+                    let own = progress.get(number);
+                    let at = own.and_then(|p| p["state"].as_str()).and_then(PortState::parse).unwrap_or(state);
+                    let mut m = json!({ "Number": number, "Status": status(at) });
+                    if let Some(reason) = own.and_then(|p| p.get("reason")) {
+                        m["StatusReason"] = reason.clone();
+                    }
                     for (from, to) in [
                         ("port_type", "PortType"),
                         ("port_address", "PortAddress"),
@@ -446,5 +453,27 @@ mod tests {
             json!({"Number": "+61288888888", "Status": "Submitted", "PortType": "Cat-A"})
         );
         assert_eq!(pr["DateUpdated"], 63_900_000_010_i64 - 62_167_219_200);
+    }
+
+    #[test]
+    fn each_number_has_its_own_status_once_numbers_move_on_their_own() {
+        let doc = json!({"_id": "p", "pvt_account_id": "prop", "pvt_port_state": "pending",
+            "numbers": {"+61288888881": {}},
+            "pvt_ported_numbers": {"+61288888882": {"port_type": "Cat-A"}},
+            "pvt_canceled_numbers": {"+61288888883": {}},
+            "pvt_number_progress": {
+                "+61288888882": {"state": "completed", "previous": "pending"},
+                "+61288888883": {"state": "canceled", "previous": "pending", "reason": "kept by the customer"}}});
+        let pr = porting_request(&doc, "acct");
+        let by_number =
+            |n: &str| pr["PortingNumbers"].as_array().unwrap().iter().find(|e| e["Number"] == n).cloned().unwrap();
+        assert_eq!(by_number("+61288888881")["Status"], "Pending");
+        assert_eq!(
+            by_number("+61288888882"),
+            json!({"Number": "+61288888882", "Status": "Completed", "PortType": "Cat-A"})
+        );
+        assert_eq!(by_number("+61288888883")["Status"], "Cancelled");
+        assert_eq!(by_number("+61288888883")["StatusReason"], "kept by the customer");
+        assert_eq!(pr["Status"], "Pending");
     }
 }

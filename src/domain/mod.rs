@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod loa;
 pub mod notifications;
+pub mod number_progress;
 pub mod paging;
 pub mod phone_number;
 pub mod port_request;

@@ -56,12 +56,17 @@ pub fn emails_for_comment(comment: &Value) -> Vec<(&'static str, Audience)> {
     }
 }
 
+/// `port_number_progress` tells the submitter that one number moved on its own.
+pub fn emails_for_number_progress() -> Vec<(&'static str, Audience)> {
+    vec![("port_number_progress", Audience::Submitter)]
+}
+
 /// `port_signed` tells both sides that the end customer signed the LOA.
 pub fn emails_for_signature() -> Vec<(&'static str, Audience)> {
     vec![("port_signed", Audience::Submitter), ("port_signed", Audience::Authority)]
 }
 
-pub const TEMPLATES: [&str; 11] = [
+pub const TEMPLATES: [&str; 12] = [
     "port_request",
     "port_request_admin",
     "port_pending",
@@ -73,6 +78,7 @@ pub const TEMPLATES: [&str; 11] = [
     "port_unconfirmed",
     "port_signed",
     "port_customer_link",
+    "port_number_progress",
 ];
 
 /// Kazoo's default subjects, as handlebars templates.
@@ -89,6 +95,9 @@ pub fn subject(template: &str) -> &'static str {
         "port_unconfirmed" => "Unfinished port request '{{port_request.name}}' reminder",
         "port_signed" => "The Letter of Authorization of '{{port_request.name}}' was signed",
         "port_customer_link" => "{{port_authority.name}}: please complete the transfer of your numbers",
+        "port_number_progress" => {
+            "Port request '{{port_request.name}}': {{number_progress.number.pretty}} is now {{number_progress.state}}"
+        }
         _ => "Port request '{{port_request.name}}'",
     }
 }
@@ -186,7 +195,7 @@ pub fn webhook_body(
     reason: Option<&str>,
     unix_ts: i64,
 ) -> Value {
-    json!({
+    let mut body = json!({
         "event": event,
         "port_request_id": doc.get("_id"),
         "account_id": doc.get("pvt_account_id"),
@@ -194,7 +203,12 @@ pub fn webhook_body(
         "previous_state": previous,
         "reason": reason,
         "timestamp": unix_ts,
-    })
+    });
+    // where each number is, once some moved on their own
+    if doc.get("pvt_number_progress").and_then(Value::as_object).is_some_and(|p| !p.is_empty()) {
+        body["numbers"] = Value::Object(super::number_progress::all(doc));
+    }
+    body
 }
 
 /// A date as the templates show it: `{utc, local, timestamp, timezone}` (§3.4).
@@ -224,6 +238,8 @@ pub struct Happening {
     pub reason_author: Option<String>,
     pub comment: Option<Value>,
     pub at: Option<i64>,
+    /// The number that moved on its own, where it went and where from.
+    pub number: Option<(String, PortState, Option<PortState>)>,
 }
 
 /// Template data for a port email (`teletype_port_utils:port_request_data`).
@@ -237,9 +253,22 @@ pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &H
         PortState::Completed => doc.get("pvt_ported_numbers"),
         _ => doc.get("numbers"),
     };
+    // where each number is, when some moved on their own
+    let own = super::number_progress::all(doc);
+    let has_own = doc.get("pvt_number_progress").and_then(Value::as_object).is_some_and(|p| !p.is_empty());
     let numbers: Vec<Value> = numbers_obj
         .and_then(Value::as_object)
-        .map(|n| n.keys().map(|e| json!({ "e164": e, "pretty": pretty_print(e) })).collect())
+        .map(|n| {
+            n.keys()
+                .map(|e| {
+                    let mut entry = json!({ "e164": e, "pretty": pretty_print(e) });
+                    if has_own && let Some(p) = own.get(e) {
+                        entry["progress"] = p.clone();
+                    }
+                    entry
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let bill = doc.get("bill").cloned().unwrap_or(json!({}));
     let send_to = match doc.pointer("/notifications/email/send_to") {
@@ -289,6 +318,20 @@ pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &H
             "date": date(happening.at, tz),
             "user": { "author": happening.reason_author.clone().unwrap_or_else(|| "An agent".into()) },
         });
+    }
+    if let Some((number, state, previous)) = &happening.number {
+        data["number_progress"] = json!({
+            "number": { "e164": number, "pretty": pretty_print(number) },
+            "state": state,
+            "previous": previous,
+        });
+    }
+    if has_own {
+        data["numbers_progress"] = json!(
+            own.iter()
+                .map(|(n, p)| json!({ "e164": n, "pretty": pretty_print(n), "state": p["state"] }))
+                .collect::<Vec<_>>()
+        );
     }
     if let Some(c) = &happening.comment {
         data["comment"] = json!({

@@ -51,6 +51,7 @@ fn read_only(doc: &Value) -> Option<Value> {
         ("pvt_port_authority", "port_authority"),
         ("pvt_port_authority_name", "port_authority_name"),
         ("pvt_ported_numbers", "ported_numbers"),
+        ("pvt_canceled_numbers", "canceled_numbers"),
         ("pvt_accepted_charges", "accepted_charges"),
     ] {
         if let Some(v) = doc.get(from).filter(|v| !v.is_null()) {
@@ -73,6 +74,7 @@ pub fn public_view(doc: &Value) -> Value {
         Some(ro) => view.insert("_read_only".into(), ro),
         None => view.remove("_read_only"),
     };
+    super::number_progress::render(&mut view, doc);
     Value::Object(view)
 }
 
@@ -232,6 +234,7 @@ pub fn timeline(doc: &Value, show_private: bool) -> Vec<Value> {
     let mut items = comments::visible(comments::of(doc), show_private);
     // transitions are stored newest first: oldest first keeps same-second entries in order
     items.extend(transitions(doc).into_iter().rev());
+    items.extend(super::number_progress::timeline_entries(doc));
     items.extend(super::customer::signatures(doc).into_iter().map(|s| {
         json!({
             "timestamp": s.signed_at,

@@ -277,13 +277,23 @@ async fn attachments(state: &AppState, doc: &Value) -> Result<Vec<File>, String>
 /// What the templates say happened.
 fn happening(event: Option<&Event>) -> Happening {
     match event.map(|e| (e, &e.what)) {
-        Some((e, What::Transition { reason, reason_author, .. })) => {
-            Happening { reason: reason.clone(), reason_author: reason_author.clone(), comment: None, at: Some(e.at) }
-        }
+        Some((e, What::Transition { reason, reason_author, .. })) => Happening {
+            reason: reason.clone(),
+            reason_author: reason_author.clone(),
+            at: Some(e.at),
+            ..Happening::default()
+        },
         Some((e, What::Comment { comment })) => {
-            Happening { reason: None, reason_author: None, comment: Some(comment.clone()), at: Some(e.at) }
+            Happening { comment: Some(comment.clone()), at: Some(e.at), ..Happening::default() }
         }
         Some((e, What::Signature { .. })) => Happening { at: Some(e.at), ..Happening::default() },
+        Some((e, What::NumberProgress { number, state, previous, reason, reason_author })) => Happening {
+            reason: reason.clone(),
+            reason_author: reason_author.clone(),
+            at: Some(e.at),
+            number: Some((number.clone(), *state, *previous)),
+            ..Happening::default()
+        },
         None => Happening { at: Some(now_gregorian()), ..Happening::default() },
     }
 }
@@ -349,6 +359,13 @@ async fn deliver_webhook(state: &AppState, record: &Value, doc: &Value, event: &
         What::Signature { signer_name, .. } => {
             let mut b = webhook_body("signature", doc, None, None, now_unix());
             b["signer_name"] = json!(signer_name);
+            b
+        }
+        What::NumberProgress { number, state: to, previous, reason, .. } => {
+            let mut b = webhook_body("number_progress", doc, None, reason.as_deref(), now_unix());
+            b["number"] = json!(number);
+            b["number_state"] = json!(to);
+            b["previous_number_state"] = json!(previous);
             b
         }
     };

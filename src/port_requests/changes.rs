@@ -15,6 +15,7 @@ use crate::directory::Account;
 use crate::domain::comments;
 use crate::domain::events::{self, Event, What};
 use crate::domain::ids::{AccountId, new_doc_id};
+use crate::domain::number_progress::{self, NumberMoveError};
 use crate::domain::phone_number::to_e164;
 use crate::domain::port_request::{
     self as pr, client_fields, normalize_numbers, public_fields, record_transition, transition_entry, with_public,
@@ -108,6 +109,10 @@ async fn validate_public(
     ported: bool,
 ) -> Result<Vec<Candidate>, ApiError> {
     let mut errors = ValidationErrors::new();
+    // a numbers entry's `_*` keys are the service's (per-number progress): never a client's
+    if let Some(Value::Object(nums)) = public.get_mut("numbers") {
+        number_progress::strip_reserved(nums);
+    }
     if let Err(mut e) = schema::validate(Schema::PortRequest, &Value::Object(public.clone())) {
         if ported {
             // a completed request keeps `numbers: {}`; its numbers are in pvt_ported_numbers
@@ -576,6 +581,8 @@ async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState
     let actor = super::actor(state, req.caller).await?;
     let at = now_gregorian();
     let reason = req.reason.as_deref();
+    // a move of the request moves every number still on it
+    number_progress::clear_for_request_move(&mut new_doc);
     record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason, at));
     // new comments first, as Kazoo sends them
     let mut new_events = comment_events(req, &new_doc, &edit.new_comments);
@@ -583,7 +590,9 @@ async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState
     new_events.push(event(req, &new_doc, at, what));
 
     let saved = if to == PortState::Completed {
-        complete(req, id, new_doc, &new_events, taken).await?
+        let numbers = new_doc.clone();
+        completion::clear_numbers(&mut new_doc);
+        complete(req, id, &numbers, new_doc, &new_events, taken).await?
     } else {
         commit(req, new_doc, &new_events, taken).await?
     };
@@ -598,24 +607,28 @@ async fn move_once(req: &Request<'_>, account: &Account, id: &str, to: PortState
 /// documents are undone unless someone else completed it meanwhile. If its fate is unknown
 /// (CouchDB went away under it) or this process dies before it, the journal leads the repair
 /// pass (`completion::repair`) to undo them unless the request turns out saved completed.
+///
+/// `activated` is the request with the numbers to activate in `numbers` (all of them, or the one
+/// ported on its own); `doc` is the request to save, those numbers already moved to
+/// `pvt_ported_numbers`.
 async fn complete(
     req: &Request<'_>,
     id: &str,
-    mut doc: Value,
+    activated: &Value,
+    doc: Value,
     new_events: &[Event],
     taken: Taken,
 ) -> Result<Value, ApiError> {
     let state = req.state;
-    let activation = completion::activate(state, &doc).await?;
-    completion::clear_numbers(&mut doc);
+    let activation = completion::activate(state, activated).await?;
     match commit(req, doc, new_events, taken).await {
         Ok(saved) => {
             completion::finish(&state.couch, activation);
             Ok(saved)
         }
         Err(ApiError::Conflict) => {
-            let completed_elsewhere =
-                super::load(state, id).await.is_ok_and(|d| PortState::of_doc(&d) == PortState::Completed);
+            let numbers = pr::numbers(activated);
+            let completed_elsewhere = super::load(state, id).await.is_ok_and(|d| completion::all_ported(&d, &numbers));
             if !completed_elsewhere {
                 completion::rollback(&state.couch, activation).await;
             }
@@ -624,6 +637,92 @@ async fn complete(
         // the journal stays: the repair settles it
         Err(e) => Err(e),
     }
+}
+
+fn number_move_error(e: NumberMoveError, number: &str, to: PortState) -> ApiError {
+    match e {
+        NumberMoveError::Transition(t) => transition_error(t, to),
+        NumberMoveError::NotOnRequest => ApiError::validation(
+            &crate::error::dotted_path(&["numbers", number]),
+            "not_found",
+            json!({ "message": "The number is not on this port request (or was ported or canceled already)", "cause": number }),
+        ),
+        NumberMoveError::RequestNotInProgress(state) => ApiError::validation(
+            "port_state",
+            "enum",
+            json!({
+                "message": "Numbers move on their own only while the request is submitted, pending, scheduled or rejected",
+                "cause": state,
+            }),
+        ),
+    }
+}
+
+/// `PATCH /{id}/numbers/{number}/{state}`: one number moves on its own, by the request's state
+/// rules (`domain::number_progress`); a completed one is activated alone (its number documents
+/// as a completion writes them), a canceled one let go; once no number is left on the request,
+/// the request follows.
+pub async fn move_number(
+    req: &Request<'_>,
+    account: &Account,
+    id: &str,
+    raw_number: &str,
+    to: PortState,
+) -> Result<Saved, ApiError> {
+    let number = to_e164(raw_number).unwrap_or_else(|| raw_number.to_owned());
+    again_on_conflict(req, id, async || {
+        let state = req.state;
+        let doc = load_in_scope(state, account, id).await?;
+        super::check_if_match(req.if_match, &doc)?;
+        let is_auth = is_authority(req.caller, &doc);
+        let role = if is_auth { Role::Authority } else { Role::Member };
+        let policy = transition_policy(state).await?;
+        let from = number_progress::check_move(&doc, &number, to, role, &policy)
+            .map_err(|e| number_move_error(e, &number, to))?;
+        let actor = super::actor(state, req.caller).await?;
+        let at = now_gregorian();
+        let reason = req.reason.as_deref();
+        let mut new_doc = Value::clone(&doc);
+        let activated = json!({
+            "_id": id,
+            "pvt_account_id": doc.get("pvt_account_id"),
+            "numbers": { number.as_str(): doc["numbers"][number.as_str()].clone() },
+        });
+        let moved = number_progress::apply_move(
+            &mut new_doc,
+            &number,
+            to,
+            transition_entry(Some(from), to, &actor, reason, at),
+        );
+        let reason_author =
+            actor.user.as_ref().and_then(|u| u.full_name.clone()).or_else(|| actor.account_name.clone());
+        let mut new_events = vec![event(
+            req,
+            &new_doc,
+            at,
+            What::NumberProgress {
+                number: number.clone(),
+                state: to,
+                previous: Some(from),
+                reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
+                reason_author,
+            },
+        )];
+        if let Some(follow) = moved.request_follows {
+            let request_from = PortState::of_doc(&new_doc);
+            record_transition(&mut new_doc, follow, transition_entry(Some(request_from), follow, &actor, None, at));
+            let what = transition_what(req, &new_doc, request_from, follow, None, &actor).await?;
+            new_events.push(event(req, &new_doc, at, what));
+        }
+        let saved = if to == PortState::Completed {
+            complete(req, id, &activated, new_doc, &new_events, Taken::default()).await?
+        } else {
+            commit(req, new_doc, &new_events, Taken::default()).await?
+        };
+        release_unheld(req, &doc, &saved);
+        Ok(Saved { doc: saved, is_authority: is_auth })
+    })
+    .await
 }
 
 /// `PUT /{id}/comments`: appends the comments of the body.

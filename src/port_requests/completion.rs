@@ -316,12 +316,14 @@ pub async fn repair(couch: &Couch, grace_secs: i64) -> Result<usize, StoreError>
             continue;
         };
         let request = couch.get(dbs::PORT_REQUESTS, port_id).await?;
-        let completed = request.as_ref().is_some_and(|r| PortState::of_doc(r) == PortState::Completed);
+        let numbers: Vec<String> = journal["numbers"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        // saved: the request completed, or these numbers ported on their own
+        let completed =
+            request.as_ref().is_some_and(|r| PortState::of_doc(r) == PortState::Completed || all_ported(r, &numbers));
         if !completed && let Some(owner_id) = AccountId::from_any(owner) {
-            let numbers: Vec<String> = journal["numbers"]
-                .as_array()
-                .map(|n| n.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
             let mut by_db: BTreeMap<String, Vec<String>> = BTreeMap::new();
             by_db.insert(owner_id.db_name(), numbers.clone());
             for n in &numbers {
@@ -348,9 +350,19 @@ pub async fn repair(couch: &Couch, grace_secs: i64) -> Result<usize, StoreError>
     Ok(removed)
 }
 
-/// The request after completion: `numbers` moves to `pvt_ported_numbers`.
+/// The request after completion: `numbers` moves to `pvt_ported_numbers` (beside the numbers
+/// ported on their own before).
 pub fn clear_numbers(doc: &mut Value) {
-    let numbers = doc.get("numbers").cloned().unwrap_or(json!({}));
-    doc["pvt_ported_numbers"] = numbers;
+    let numbers = doc.get("numbers").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut ported = doc.get("pvt_ported_numbers").and_then(Value::as_object).cloned().unwrap_or_default();
+    ported.extend(numbers);
+    doc["pvt_ported_numbers"] = Value::Object(ported);
     doc["numbers"] = json!({});
+}
+
+/// Does the request, as stored, hold every one of `numbers` as ported (an attempt whose
+/// number documents must stay)?
+pub fn all_ported(request: &Value, numbers: &[String]) -> bool {
+    let ported = request.get("pvt_ported_numbers").and_then(Value::as_object);
+    !numbers.is_empty() && numbers.iter().all(|n| ported.is_some_and(|p| p.contains_key(n)))
 }

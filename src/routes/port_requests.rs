@@ -4,6 +4,7 @@
 use super::{listings, resource};
 use crate::domain::comments;
 use crate::domain::ids::{is_doc_id, new_doc_id};
+use crate::domain::number_progress;
 use crate::domain::port_request::{self as pr, client_fields, public_fields, view_for};
 use crate::domain::port_state::PortState;
 use crate::error::ApiError;
@@ -28,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource(&format!("{BASE}/{{id}}/timeline")).route(web::get().to(timeline)))
         .service(resource(&format!("{BASE}/{{id}}/notifications")).route(web::get().to(notifications)))
+        .service(resource(&format!("{BASE}/{{id}}/numbers")).route(web::get().to(numbers_progress)))
+        .service(web::resource(format!("{BASE}/{{id}}/numbers/{{number}}/{{state}}")).to(number_transition))
         .service(
             resource(&format!("{BASE}/{{id}}/comments"))
                 .route(web::get().to(comments_list))
@@ -106,6 +109,31 @@ pub async fn transition(
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
     Ok(answer(changes::move_to(&ctx.change(), &account, &id, to).await?))
+}
+
+/// `GET /{id}/numbers`: where each number of the request is (on it, ported or canceled), with
+/// the progress of those that moved on their own.
+pub async fn numbers_progress(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
+    let (account_id, id) = path.into_inner();
+    let account = ctx.account(&account_id).await?;
+    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
+    Ok(Reply::ok(Value::Object(number_progress::all(&doc))).with_revision(doc["_rev"].as_str()))
+}
+
+/// `PATCH /{id}/numbers/{number}/{state}`: one number moves on its own.
+pub async fn number_transition(
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<(String, String, String, String)>,
+) -> Result<Reply, ApiError> {
+    let (account_id, id, number, token) = path.into_inner();
+    let to = PortState::parse(&token).filter(|s| *s != PortState::Unconfirmed).ok_or(ApiError::NotFound)?;
+    if req.method() != actix_web::http::Method::PATCH {
+        return Err(ApiError::InvalidMethod);
+    }
+    let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
+    let account = ctx.account(&account_id).await?;
+    Ok(answer(changes::move_number(&ctx.change(), &account, &id, &number, to).await?))
 }
 
 /// `DELETE /{id}`: soft delete. Crossbar answers with the document as it was, marked deleted,

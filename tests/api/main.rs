@@ -20,6 +20,7 @@ mod lifecycle;
 mod listings;
 mod loa;
 mod notifications;
+mod number_progress;
 mod numbers;
 mod operations;
 mod outage;
