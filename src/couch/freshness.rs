@@ -80,13 +80,8 @@ pub fn large_backlogs(tasks: &Value) -> Vec<String> {
 }
 
 impl Couch {
-    pub(super) async fn view_as_fresh_as_may_be(
-        &self,
-        db: &str,
-        ddoc: &str,
-        view: &str,
-        query: &ViewQuery,
-    ) -> StoreResult<Vec<ViewRow>> {
+    /// Reads the rows of a design-doc view, as current as the module comment says.
+    pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
         let (Freshness::Current, Some(wait)) = (query.freshness, query.wait) else {
             return self.view_once(db, ddoc, view, query).await;
         };

@@ -372,11 +372,6 @@ impl Couch {
         }
     }
 
-    /// Reads the rows of a design-doc view (how current: `freshness.rs`).
-    pub async fn view(&self, db: &str, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
-        self.view_as_fresh_as_may_be(db, ddoc, view, query).await
-    }
-
     pub(super) async fn view_once(
         &self,
         db: &str,
