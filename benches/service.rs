@@ -342,6 +342,7 @@ async fn listings() {
     let behind_raw = t.elapsed();
     let warm2 = warm_views(&ctx).await;
     let large = measure_listings(&ctx, &token, &agent_url, &account_url, &authority, &target).await;
+    let export = measure_export(&ctx, &service, &token, &authority).await;
 
     let kind = std::env::var("COUCHDB_KIND").unwrap_or_else(|_| "CouchDB".into());
     println!("\n### Listings ({kind}, {SAMPLES} samples each, medians)\n");
@@ -385,7 +386,96 @@ async fn listings() {
         warm1.as_secs_f64(),
         warm2.as_secs_f64()
     );
+    println!("\n### Export ({kind}: every request of the authority, `by_types=all`, all time)\n");
+    println!(
+        "| format | requests | rows | bytes | time | raw view read of the same rows (pages of 500, include_docs) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (format, requests, rows, bytes, took) in &export.runs {
+        println!(
+            "| {format} | {requests} | {rows} | {bytes} | {:.1} s | {:.1} s |",
+            took.as_secs_f64(),
+            export.raw.as_secs_f64()
+        );
+    }
+    println!(
+        "\npeak resident memory of the service: {:.1} MB before the exports, {:.1} MB after",
+        export.rss_before, export.rss_after
+    );
     drop(service);
+}
+
+struct ExportRuns {
+    /// (format, requests, rows, bytes, time)
+    runs: Vec<(&'static str, usize, usize, usize, Duration)>,
+    raw: Duration,
+    rss_before: f64,
+    rss_after: f64,
+}
+
+/// The authority's whole listing exported as CSV and as JSON lines, streamed, next to reading
+/// the same view rows with their documents straight from CouchDB, a page of 500 at a time.
+async fn measure_export(ctx: &Ctx, service: &Service, token: &str, authority: &str) -> ExportRuns {
+    use futures_util::StreamExt;
+    let rss_before = peak_rss_mb(service.child.id());
+    let mut runs = Vec::new();
+    for (format, accept) in [("CSV", "csv"), ("JSON lines", "jsonl")] {
+        let url = format!("{}/v2/port_requests?by_types=all&accept={accept}", service.base);
+        let t = Instant::now();
+        let resp = ctx.http.get(&url).header("X-Auth-Token", token).send().await.unwrap();
+        assert!(resp.status().is_success(), "export: {}", resp.status());
+        let (mut bytes, mut lines) = (0usize, 0usize);
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.unwrap();
+            bytes += chunk.len();
+            lines += chunk.iter().filter(|b| **b == b'\n').count();
+        }
+        let took = t.elapsed();
+        let (requests, rows) = if accept == "csv" { (0, lines - 1) } else { (lines, lines) };
+        runs.push((format, requests, rows, bytes, took));
+    }
+    // the raw reads: the authority's rows of Kazoo's agent view, state by state, 500 at a time
+    let t = Instant::now();
+    let mut raw_requests = 0;
+    for state in STATES {
+        let mut start = json!([authority, state]);
+        let mut start_id: Option<String> = None;
+        loop {
+            let mut q =
+                json!({"start_key": start, "end_key": [authority, state, {}], "limit": 501, "include_docs": true});
+            if let Some(id) = &start_id {
+                q["start_key_doc_id"] = json!(id);
+            }
+            let body: Value = ctx
+                .http
+                .post(format!("{}/port_requests/_design/port_requests/_view/agent_listing_by_state", ctx.couch_url))
+                .json(&q)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let rows = body["rows"].as_array().cloned().unwrap_or_default();
+            raw_requests += rows.len().min(500);
+            match rows.get(500) {
+                Some(next) => {
+                    start = next["key"].clone();
+                    start_id = next["id"].as_str().map(str::to_owned);
+                }
+                None => break,
+            }
+        }
+    }
+    let raw = t.elapsed();
+    // CSV has a row per number; the JSON lines count the requests
+    for run in &mut runs {
+        if run.1 == 0 {
+            run.1 = raw_requests;
+        }
+    }
+    ExportRuns { runs, raw, rss_before, rss_after: peak_rss_mb(service.child.id()) }
 }
 
 /// Sets up a superduper demo install and one customer account under it; returns the

@@ -8,6 +8,7 @@ pub mod comments;
 pub mod conflicts;
 pub mod customer;
 pub mod events;
+pub mod export;
 pub mod fone;
 pub mod idempotency;
 pub mod ids;

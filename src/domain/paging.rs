@@ -36,6 +36,28 @@ pub fn modified_range(from: Option<i64>, to: Option<i64>, now: i64) -> Result<Ra
     Ok(Range { from, to })
 }
 
+/// The window of an export: any span (it streams), from the beginning unless `from` is given.
+pub fn export_range(from: Option<i64>, to: Option<i64>, now: i64) -> Result<Range, RangeError> {
+    let to = to.filter(|t| *t > 0).unwrap_or(now);
+    let from = from.filter(|f| *f > 0).unwrap_or(0);
+    if from > to {
+        return Err(RangeError::Reversed { from, to });
+    }
+    Ok(Range { from, to })
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+
+    #[test]
+    fn an_export_takes_any_span_from_the_beginning() {
+        assert_eq!(export_range(None, None, 100).unwrap(), Range { from: 0, to: 100 });
+        assert_eq!(export_range(Some(5), Some(10_000_000_000), 1).unwrap(), Range { from: 5, to: 10_000_000_000 });
+        assert!(export_range(Some(10), Some(5), 100).is_err());
+    }
+}
+
 impl RangeError {
     /// Kazoo's messages, under `modified_from` with code `date_range`.
     pub fn message(&self) -> String {

@@ -6,8 +6,9 @@
 use super::resource;
 use crate::couch::{ViewQuery, ViewRow, dbs, design};
 use crate::directory::Account;
+use crate::domain::export::{self, Format};
 use crate::domain::ids::AccountId;
-use crate::domain::paging::{Cursor, Range, modified_range};
+use crate::domain::paging::{Cursor, Range, export_range, modified_range};
 use crate::domain::phone_number::normalize;
 use crate::domain::port_request::{last_transition_to, view_for};
 use crate::domain::port_state::PortState;
@@ -16,7 +17,7 @@ use crate::error::ApiError;
 use crate::http::envelope::Reply;
 use crate::http::request::Ctx;
 use crate::port_requests::{self as store, in_scope, is_authority};
-use actix_web::web;
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -123,6 +124,12 @@ fn int_value(ctx: &Ctx, key: &str) -> Option<i64> {
 
 fn modified_window(ctx: &Ctx) -> Result<Range, ApiError> {
     modified_range(int_value(ctx, "modified_from"), int_value(ctx, "modified_to"), now_gregorian())
+        .map_err(|e| ApiError::validation("modified_from", "date_range", json!({ "message": e.message() })))
+}
+
+/// An export's window: any span, from the beginning unless `modified_from` says otherwise.
+fn export_window(ctx: &Ctx) -> Result<Range, ApiError> {
+    export_range(int_value(ctx, "modified_from"), int_value(ctx, "modified_to"), now_gregorian())
         .map_err(|e| ApiError::validation("modified_from", "date_range", json!({ "message": e.message() })))
 }
 
@@ -337,14 +344,19 @@ fn is_ranged(state: PortState) -> bool {
     matches!(state, PortState::Completed | PortState::Canceled)
 }
 
-async fn type_listing(ctx: &Ctx, scope: &Scope, types: Types, paging: Paging) -> Result<Reply, ApiError> {
-    let ranged = match &types {
+fn is_ranged_listing(types: &Types) -> bool {
+    match types {
         Types::Group(g) => *g == "completed",
         Types::States(states) => states.iter().any(|s| is_ranged(*s)),
         Types::LastSubmitted => false,
-    };
-    let range = if ranged { Some(modified_window(ctx)?) } else { None };
-    let segments: Vec<Segment> = match types {
+    }
+}
+
+/// The key ranges of a `by_types` listing (`None` for `last_submitted`, which has its own);
+/// `window` bounds the modified time of completed and canceled requests.
+fn segments_of(scope: &Scope, types: &Types, window: Option<Range>) -> Option<Vec<Segment>> {
+    let range = window.filter(|_| is_ranged_listing(types));
+    Some(match types {
         Types::Group(group) => {
             let mut prefix = scope.own_prefix();
             prefix.push(json!(group));
@@ -352,22 +364,30 @@ async fn type_listing(ctx: &Ctx, scope: &Scope, types: Types, paging: Paging) ->
                 ddoc: design::OWN_DDOC,
                 view: "listing_by_group",
                 prefix,
-                bounds: range.filter(|_| group == "completed").map(|r| (r.from, r.to)),
+                bounds: range.filter(|_| *group == "completed").map(|r| (r.from, r.to)),
             }]
         }
         Types::States(states) => {
             let (view, id) = scope.state_view();
             states
-                .into_iter()
+                .iter()
                 .map(|st| Segment {
                     ddoc: design::KAZOO_DDOC,
                     view,
                     prefix: vec![json!(id), json!(st)],
-                    bounds: range.filter(|_| is_ranged(st)).map(|r| (r.from, r.to)),
+                    bounds: range.filter(|_| is_ranged(*st)).map(|r| (r.from, r.to)),
                 })
                 .collect()
         }
-        Types::LastSubmitted => return last_submitted_listing(ctx, scope, paging).await,
+        Types::LastSubmitted => return None,
+    })
+}
+
+async fn type_listing(ctx: &Ctx, scope: &Scope, types: Types, paging: Paging) -> Result<Reply, ApiError> {
+    let ranged = is_ranged_listing(&types);
+    let window = if ranged { Some(modified_window(ctx)?) } else { None };
+    let Some(segments) = segments_of(scope, &types, window) else {
+        return last_submitted_listing(ctx, scope, paging).await;
     };
     // Kazoo returns everything for the active kinds; ranged listings page by 50
     let page_size = paging.page_size.or(ranged.then_some(DEFAULT_PAGE_SIZE));
@@ -427,6 +447,59 @@ async fn number_listing(ctx: &Ctx, scope: &Scope, raw: &str, paging: Paging) -> 
     Ok(paged(Reply::ok(json!(data)).with_automatic_revision(), count, &paging.start_key, next))
 }
 
+/// How many requests an export reads at a time: its memory stays that of one page.
+const EXPORT_PAGE: usize = 500;
+
+/// A `by_types` listing exported: every row of it (no pages; completed and canceled requests of
+/// any span of `modified_from`/`modified_to`, all of them by default), streamed as CSV (one row
+/// per number) or JSON lines (one request per line), a page of the views at a time.
+fn export_listing(ctx: Ctx, scope: &Scope, format: Format) -> Result<HttpResponse, ApiError> {
+    let types = parse_types(ctx.req_str("by_types"))?;
+    let segments = segments_of(scope, &types, Some(export_window(&ctx)?)).ok_or_else(|| {
+        ApiError::InvalidRequest("last_submitted cannot be exported: export a by_types listing".into())
+    })?;
+    let descending = paging(&ctx)?.descending.unwrap_or(false);
+    // (context, segments, where the next page starts, whether the header is written, done)
+    let start = (ctx, segments, None::<Cursor>, false, false);
+    let pages = futures_util::stream::unfold(start, move |(ctx, segments, cursor, headed, done)| async move {
+        if done {
+            return None;
+        }
+        let page = match read_page(&ctx, &segments, Some(EXPORT_PAGE), cursor, descending).await {
+            Ok(page) => page,
+            Err(e) => {
+                // the answer is under way: all that is left is to cut it short
+                tracing::warn!(error = %e, "an export stopped half-way");
+                let cut = std::io::Error::other(e.to_string());
+                return Some((Err(cut), (ctx, segments, None, true, true)));
+            }
+        };
+        let mut out = Vec::new();
+        if format == Format::Csv && !headed {
+            out.extend(export::csv_text(&[], true));
+        }
+        for doc in page.rows.iter().filter_map(|r| r.doc.as_ref()) {
+            match format {
+                Format::Csv => out.extend(export::csv_text(&export::csv_rows(doc), false)),
+                Format::JsonLines => out.extend(export::json_line(&listed(&ctx, doc))),
+            }
+        }
+        let done = page.next.is_none();
+        Some((Ok(bytes::Bytes::from(out)), (ctx, segments, page.next, true, done)))
+    });
+    Ok(HttpResponse::Ok().content_type(format.content_type()).streaming(pages))
+}
+
+/// A listing, or its export when CSV or JSON lines are asked for (`accept=csv|jsonl`, or the
+/// `Accept` header).
+async fn listing_or_export(ctx: Ctx, req: &HttpRequest, scope: Scope) -> Result<Either<Reply, HttpResponse>, ApiError> {
+    let header = req.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    match Format::asked(ctx.req_str("accept").as_deref(), header) {
+        Some(format) if ctx.req_str("by_number").is_none() => Ok(Either::Right(export_listing(ctx, &scope, format)?)),
+        _ => Ok(Either::Left(list(&ctx, scope, None).await?)),
+    }
+}
+
 /// Answers a listing request for `scope`: by number, by last submission, or by state.
 /// `path_types`: what the path says (`/port_requests/{state}`), else `by_types`.
 async fn list(ctx: &Ctx, scope: Scope, path_types: Option<Types>) -> Result<Reply, ApiError> {
@@ -442,9 +515,14 @@ async fn list(ctx: &Ctx, scope: Scope, path_types: Option<Types>) -> Result<Repl
 }
 
 /// `GET /v2/accounts/{A}/port_requests`
-pub async fn account_list(ctx: Ctx, path: web::Path<String>) -> Result<Reply, ApiError> {
+pub async fn account_list(
+    ctx: Ctx,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<Either<Reply, HttpResponse>, ApiError> {
     let account = ctx.account(&path).await?;
-    list(&ctx, Scope::Account(account.id.clone()), None).await
+    let scope = Scope::Account(account.id.clone());
+    listing_or_export(ctx, &req, scope).await
 }
 
 /// `GET /v2/accounts/{A}/port_requests/{state}` and `.../last_submitted` (seed 002).
@@ -459,9 +537,14 @@ pub async fn account_list_by_path(ctx: Ctx, account_id: String, token: String) -
 }
 
 /// `GET /v2/accounts/{A}/descendants/port_requests`
-pub async fn descendants_list(ctx: Ctx, path: web::Path<String>) -> Result<Reply, ApiError> {
+pub async fn descendants_list(
+    ctx: Ctx,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<Either<Reply, HttpResponse>, ApiError> {
     let account = ctx.account(&path).await?;
-    list(&ctx, Scope::Descendants(account.id.clone()), None).await
+    let scope = Scope::Descendants(account.id.clone());
+    listing_or_export(ctx, &req, scope).await
 }
 
 /// The caller as a port authority (`cb_port_requests:set_port_authority`, agent type): itself
@@ -478,13 +561,13 @@ async fn agent_authority(ctx: &Ctx, caller: &Account) -> Result<AccountId, ApiEr
 }
 
 /// `GET /v2/port_requests`: only for port authorities and superduper admins.
-pub async fn agent_list(ctx: Ctx) -> Result<Reply, ApiError> {
+pub async fn agent_list(ctx: Ctx, req: HttpRequest) -> Result<Either<Reply, HttpResponse>, ApiError> {
     let caller = ctx.caller.account.clone();
     let authority = agent_authority(&ctx, &caller).await?;
     if authority != caller.id && !ctx.caller.is_superduper_admin() {
         return Err(ApiError::Forbidden(None));
     }
-    list(&ctx, Scope::Agent { authority, caller: caller.id.clone() }, None).await
+    listing_or_export(ctx, &req, Scope::Agent { authority, caller: caller.id.clone() }).await
 }
 
 /// `PUT /v2/port_requests`: requests are created under an account.

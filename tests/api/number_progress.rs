@@ -192,3 +192,53 @@ async fn a_move_of_the_whole_request_moves_every_number_on_it() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["_read_only"]["ported_numbers"].as_object().unwrap().len(), 2);
 }
+
+/// A listing exported as CSV (a row per number, with where it is) and as JSON lines (a request
+/// per line), streamed whole; private comments stay private.
+#[tokio::test]
+async fn listings_export_as_csv_and_json_lines() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    let (n1, n2) = (random_number(), random_number());
+    let id = ports.create(&member, &[&n1, &n2]).await["id"].as_str().unwrap().to_owned();
+    ports.walk(&authority, &id, &["submitted", "pending"]).await;
+    move_number(&app, &ports, &authority, &id, &n1, "rejected", "wrong, \"quoted\" BTN").await;
+    for _ in 0..3 {
+        ports.create(&member, &[&random_number()]).await;
+    }
+    let get = |accept: &'static str, query: &'static str| {
+        let req = app.request(Method::GET, &ports.path(&format!("?by_types=all{query}")), Some(&member));
+        let req = if accept.is_empty() { req } else { req.header("accept", accept) };
+        async move {
+            let resp = req.send().await.unwrap();
+            let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            (resp.status().as_u16(), ct, resp.text().await.unwrap())
+        }
+    };
+    let (status, ct, csv) = get("text/csv", "").await;
+    assert_eq!((status, ct.starts_with("text/csv")), (200, true), "{csv}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 5, "a row per number: {csv}");
+    let rejected = rows.iter().find(|r| r[col("number")] == *n1).unwrap();
+    assert_eq!(&rejected[col("number_state")], "rejected");
+    assert_eq!(&rejected[col("number_reason")], "wrong, \"quoted\" BTN");
+    assert_eq!(&rejected[col("port_state")], "pending");
+    let other = rows.iter().find(|r| r[col("number")] == *n2).unwrap();
+    assert_eq!(&other[col("number_state")], "pending", "where the request is");
+
+    let (status, ct, lines) = get("", "&accept=jsonl").await;
+    assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
+    let requests: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(requests.len(), 4);
+    let ours = requests.iter().find(|r| r["id"] == id.as_str()).unwrap();
+    assert_eq!(ours["numbers"][&n1]["_progress"]["state"], "rejected");
+    assert_eq!(ours["account_id"], t.customer.id);
+    // a JSON listing is still the Kazoo envelope
+    let (status, ct, _) = get("application/json", "").await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+}
