@@ -478,6 +478,65 @@ async fn measure_export(ctx: &Ctx, service: &Service, token: &str, authority: &s
     ExportRuns { runs, raw, rss_before, rss_after: peak_rss_mb(service.child.id()) }
 }
 
+/// A CSV import of 10,000 rows (2,500 requests of 4 numbers): a dry run, the import, and the
+/// same file again (nothing twice); time and the service's peak memory.
+async fn import_run() {
+    let ctx = Ctx::new().await;
+    let (_master, reseller, reseller_user) = ctx.account_under_master("Import Reseller").await;
+    let token = bootstrap::token(&ctx.couch, &reseller, Some(&reseller_user), 24 * 3600).await.unwrap();
+    let service = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false")]).await;
+    let first = rand::thread_rng().gen_range(0..1_000_000u64);
+    let mut csv = String::from("request,number,name,bill.name,bill.carrier,bill.account_number,number.state\n");
+    for r in 0..2_500u64 {
+        for k in 0..4u64 {
+            let n = format!("+1646{}", 2_000_000 + (first + r * 4 + k) % 8_000_000);
+            if k == 0 {
+                csv.push_str(&format!("req-{r},{n},Import {r},Customer {r},Telco,ACCT-{r},NY\n"));
+            } else {
+                csv.push_str(&format!("req-{r},{n},,,,,NY\n"));
+            }
+        }
+    }
+    let url = format!("{}/v2/accounts/{reseller}/port_requests/import", service.base);
+    let pid = service.child.id();
+    let rss_before = peak_rss_mb(pid);
+    let mut runs = Vec::new();
+    for (label, query) in [("dry run", "?dry_run=true"), ("import", ""), ("the same file again", "")] {
+        let t = Instant::now();
+        let r: Value = ctx
+            .http
+            .post(format!("{url}{query}"))
+            .header("X-Auth-Token", &token)
+            .header("content-type", "text/csv")
+            .body(csv.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        assert_eq!(r["status"], "success", "{}", &r.to_string()[..r.to_string().len().min(2000)]);
+        runs.push((label, took, r["data"]["counts"].clone(), peak_rss_mb(pid)));
+    }
+    let kind = std::env::var("COUCHDB_KIND").unwrap_or_else(|_| "CouchDB".into());
+    println!("\n### Import ({kind}: 10,000 rows, 2,500 requests of 4 numbers, {} KB)\n", csv.len() / 1024);
+    println!("| run | time | rows per second | outcomes | peak resident memory of the service |\n|---|---|---|---|---|");
+    for (label, took, counts, rss) in runs {
+        let counts: Vec<String> = counts
+            .as_object()
+            .map(|c| c.iter().filter(|(_, v)| v.as_u64() != Some(0)).map(|(k, v)| format!("{k}: {v}")).collect())
+            .unwrap_or_default();
+        println!(
+            "| {label} | {:.1} s | {:.0} | {} | {rss:.1} MB |",
+            took.as_secs_f64(),
+            10_000.0 / took.as_secs_f64(),
+            counts.join(", ")
+        );
+    }
+    println!("\n(peak resident memory before the runs: {rss_before:.1} MB)");
+}
+
 /// Sets up a superduper demo install and one customer account under it; returns the
 /// customer id and an admin token.
 async fn demo_customer(ctx: &Ctx) -> (String, String) {
@@ -1173,6 +1232,9 @@ async fn main() {
     }
     if wanted("loa") {
         loa().await;
+    }
+    if wanted("import") {
+        import_run().await;
     }
     if wanted("fuzz") {
         fuzz_run().await;

@@ -2,7 +2,7 @@
 # Benchmarks: the service next to the raw CouchDB requests it needs, same run, same server.
 # On Apache CouchDB 3.4.3 from ../shared/couchdb when it is there (USE_POUCHDB=1: PouchDB Server),
 # with a 3-node cluster for the `cluster` section.
-# scripts/bench.sh [core|deliveries|cluster|listings|loa|fuzz ...]   (no argument: every section).
+# scripts/bench.sh [core|deliveries|cluster|listings|loa|import|fuzz ...]   (no argument: every section).
 # Prints markdown tables.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -25,7 +25,7 @@ start_fresh_stack bench
 log "benchmarks on $COUCHDB_KIND"
 wanted() { for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 SECTIONS=("$@")
-for section in core deliveries listings loa fuzz; do
+for section in core deliveries listings loa import fuzz; do
   if [ $# -eq 0 ] || wanted "$section"; then
     cargo bench --locked --bench service -- "$section"
   fi

@@ -40,7 +40,9 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.len() > 255 {
         return Err(NameError::TooLong);
     }
+    // CouchDB refuses attachment names that start with `_` (its own)
     if name.is_empty()
+        || name.starts_with('_')
         || name.contains('/')
         || name.contains('\\')
         || name.contains("..")
@@ -96,6 +98,7 @@ mod tests {
         assert_eq!(upload_name(Some("loa.signed.pdf"), "application/octet-stream", 1).unwrap(), "loa.signed.pdf");
         assert_eq!(upload_name(None, "application/pdf", 63_900_000_000).unwrap(), "uploaded_file_63900000000.pdf");
         assert_eq!(upload_name(Some(" "), "application/pdf", 1).unwrap().len(), 36);
+        assert_eq!(upload_name(Some("_y"), "image/png", 1), Err(NameError::Unsafe), "CouchDB's own names");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod export;
 pub mod fone;
 pub mod idempotency;
 pub mod ids;
+pub mod import;
 pub mod loa;
 pub mod notifications;
 pub mod number_progress;

@@ -336,6 +336,19 @@ fn release_unheld(req: &Request<'_>, before: &Value, after: &Value) {
     numbers::release_later(req.state, id, released_numbers(before, after));
 }
 
+/// What creating request `id` from `public` would refuse, found without writing anything (an
+/// import's check): the fields, and its numbers as the claims and numbers databases stand.
+pub async fn check_new(
+    req: &Request<'_>,
+    account: &Account,
+    public: Map<String, Value>,
+    id: &str,
+) -> Result<(), ApiError> {
+    let mut public = client_fields(&Value::Object(public));
+    let candidates = validate_public(req.state, &mut public, false).await?;
+    numbers::preview(req.state, account.id.as_str(), id, &candidates).await?.into_result()
+}
+
 /// `PUT /v2/accounts/{A}/port_requests`: a new request from its public fields, checked like any
 /// other; with `submit` (a reason) it is submitted in the same write, as the Fone Dynamics API
 /// does.

@@ -6,6 +6,7 @@ pub mod changes;
 pub mod completion;
 pub mod conflicts;
 pub mod customer;
+pub mod import;
 pub mod letter;
 pub mod numbers;
 pub mod queue;

@@ -149,6 +149,46 @@ pub async fn check(
     Ok((errors, claimed.taken))
 }
 
+/// The refusals `check` would give, found without claiming anything (a dry run): numbers in
+/// service elsewhere, and numbers another open request holds.
+pub async fn preview(
+    state: &AppState,
+    account_id: &str,
+    port_id: &str,
+    candidates: &[Candidate],
+) -> Result<ValidationErrors, ApiError> {
+    let mut errors = ValidationErrors::new();
+    if candidates.is_empty() {
+        return Ok(errors);
+    }
+    let all: Vec<String> = candidates.iter().map(|c| c.e164.clone()).collect();
+    let ids: Vec<String> = all.iter().map(|n| claims::claim_id(n)).collect();
+    let (current, assigned) =
+        futures_util::future::join(state.couch.get_many(dbs::SERVICE, &ids), assigned_numbers(state, &all)).await;
+    let (current, assigned) = (current?, assigned?);
+    let holder_ids: Vec<String> = current
+        .iter()
+        .filter_map(|c| c["port_request_id"].as_str())
+        .filter(|id| *id != port_id)
+        .map(str::to_owned)
+        .collect();
+    let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
+    let now = now_unix();
+    for c in candidates {
+        let existing = current.iter().find(|claim| claim["number"] == c.e164.as_str());
+        let verdict = existing.map(|claim| {
+            let holder = holders.iter().find(|h| h["_id"] == claim["port_request_id"]);
+            claims::judge(claim, holder, &c.e164, port_id, now)
+        });
+        if let Some(claims::Verdict::Held { port_request_id, account_id: holder_account }) = verdict {
+            error(&mut errors, &c.raw, held_message(holder_account == account_id, &port_request_id));
+        } else if assigned.contains_key(&c.e164) {
+            error(&mut errors, &c.raw, EXISTS.to_owned());
+        }
+    }
+    Ok(errors)
+}
+
 fn held_message(same_account: bool, request: &str) -> String {
     match (request, same_account) {
         ("", _) => BUSY.to_owned(),

@@ -44,7 +44,7 @@ fn bad_name(name: &str) -> ApiError {
     ApiError::validation(
         "filename",
         "invalid",
-        json!({ "message": "attachment names are at most 255 bytes, without '/', '..' or control characters", "value": name }),
+        json!({ "message": "attachment names are at most 255 bytes, do not start with '_', and hold no '/', '..' or control characters", "value": name }),
     )
 }
 

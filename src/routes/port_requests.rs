@@ -10,8 +10,10 @@ use crate::domain::port_state::PortState;
 use crate::error::ApiError;
 use crate::http::envelope::Reply;
 use crate::http::request::Ctx;
+use crate::http::request::{Authed, MAX_BODY_BYTES, read_body};
 use crate::port_requests::changes::{self, Saved};
 use crate::port_requests::{self as store, is_authority};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{FromRequest, HttpRequest, web};
 use serde_json::{Value, json};
 
@@ -20,6 +22,7 @@ pub const BASE: &str = "/v2/accounts/{account_id}/port_requests";
 /// The request and its own sub-resources (registered first: the most asked-for routes).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(BASE).route(web::get().to(listings::account_list)).route(web::put().to(create)))
+        .service(resource(&format!("{BASE}/import")).route(web::post().to(import)))
         .service(
             resource(&format!("{BASE}/{{id}}"))
                 .route(web::get().to(read))
@@ -67,6 +70,34 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
     let saved = changes::create(&ctx.change(), &account, client_fields(data), id, None).await?;
     let location = format!("{}/{}", req.path().trim_end_matches('/'), saved.doc["_id"].as_str().unwrap_or_default());
     Ok(Reply::created(view_for(&saved.doc, saved.is_authority), &location).with_revision(saved.doc["_rev"].as_str()))
+}
+
+/// `POST /v2/accounts/{A}/port_requests/import[?dry_run=true]` with a CSV body: a request per
+/// run of rows with one `request` value, a row per number (`port_requests::import`).
+pub async fn import(
+    auth: Authed,
+    req: HttpRequest,
+    payload: web::Payload,
+    path: web::Path<String>,
+) -> Result<Reply, ApiError> {
+    let account = auth.account(&path).await?;
+    let raw_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media = raw_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if !matches!(media.as_str(), "text/csv" | "application/csv" | "text/plain") {
+        return Err(ApiError::UnsupportedMediaType(format!("'{raw_type}' is not accepted; send the file as text/csv")));
+    }
+    let body = read_body(&req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
+    let dry_run = auth.query.get("dry_run").is_some_and(|v| v == &json!(true) || v == &json!("true"));
+    let request = changes::Request {
+        state: &auth.state,
+        caller: &auth.caller,
+        request_id: &auth.request_id,
+        if_match: None,
+        data: &Value::Null,
+        reason: None,
+        accept_charges: false,
+    };
+    Ok(Reply::ok(crate::port_requests::import::import(&request, &account, &body, dry_run).await?))
 }
 
 /// `GET /v2/accounts/{A}/port_requests/{id}` — also the per-state and `last_submitted`

@@ -15,6 +15,7 @@ mod faults;
 mod fone;
 mod hostile;
 mod idempotency;
+mod import;
 mod instances;
 mod lifecycle;
 mod listings;

@@ -1,0 +1,285 @@
+//! CSV import: `POST /v2/accounts/{A}/port_requests/import` (rules in `domain::import`).
+//!
+//! The file is read twice, a request (a run of adjacent rows) at a time, so memory holds the
+//! file (at most `MAX_BODY_BYTES`), one request and one line of outcome per row:
+//! 1. every row is read and every request checked as its creation would be (schema, numbers,
+//!    numbers in service or held elsewhere, numbers twice in the file), writing nothing;
+//! 2. only when no row was refused, and not for a dry run, each request is created, with an id
+//!    that follows from the account and its `request` value: one made by an earlier import of
+//!    that key is left as it is (`exists`), so the same file imported again makes nothing twice.
+
+use super::changes::{self, Request};
+use crate::couch::dbs;
+use crate::directory::Account;
+use crate::domain::import::{self, Column, Draft, MAX_ROW_BYTES, request_id, rows_of_error};
+use crate::domain::phone_number::to_e164;
+use crate::error::ApiError;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+
+/// What became of one row.
+struct Outcome {
+    line: usize,
+    request: String,
+    number: String,
+    status: &'static str,
+    id: Option<String>,
+    errors: Vec<Value>,
+}
+
+impl Outcome {
+    fn refused(line: usize, request: &str, number: &str, why: Value) -> Self {
+        Outcome { line, request: request.into(), number: number.into(), status: "error", id: None, errors: vec![why] }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut o = json!({ "row": self.line, "request": self.request, "number": self.number, "status": self.status });
+        if let Some(id) = &self.id {
+            o["id"] = json!(id);
+        }
+        if !self.errors.is_empty() {
+            o["errors"] = json!(self.errors);
+        }
+        o
+    }
+}
+
+fn message(m: impl Into<String>) -> Value {
+    json!({ "message": m.into() })
+}
+
+fn file_error(why: String) -> ApiError {
+    ApiError::validation("file", "invalid", json!({ "message": why }))
+}
+
+/// The header's columns (the file is refused whole without usable ones).
+fn header(body: &[u8]) -> Result<(Vec<Column>, usize), ApiError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(body);
+    let mut record = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut record) {
+        Ok(true) => {}
+        Ok(false) => return Err(file_error("the file is empty: a header, then a row per number".into())),
+        Err(e) => return Err(file_error(format!("the header cannot be read: {e}"))),
+    }
+    let names: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8(f.to_vec()).map_err(|_| file_error("the header is not UTF-8 text".into())))
+        .collect::<Result<_, _>>()?;
+    let columns = import::columns(&names).map_err(file_error)?;
+    Ok((columns, reader.position().byte() as usize))
+}
+
+/// Reads the rows after the header, handing each run of rows of one request to `each` with
+/// the rows it refused already; rows that cannot be read at all are refused on their own.
+async fn for_each_request(
+    body: &[u8],
+    columns: &[Column],
+    outcomes: &mut Vec<Outcome>,
+    mut each: impl AsyncFnMut(Draft, &mut Vec<Outcome>) -> Result<(), ApiError>,
+) -> Result<usize, ApiError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(body);
+    let mut draft: Option<Draft> = None;
+    let mut done: HashSet<String> = HashSet::new();
+    let mut requests = 0;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let line = reader.position().line() as usize;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                outcomes.push(Outcome::refused(line, "", "", message(format!("the row cannot be read: {e}"))));
+                continue;
+            }
+        }
+        let line = record.position().map_or(line, |p| p.line() as usize);
+        if record.as_slice().len() > MAX_ROW_BYTES {
+            outcomes.push(Outcome::refused(
+                line,
+                "",
+                "",
+                message(format!("the row is longer than {MAX_ROW_BYTES} bytes")),
+            ));
+            continue;
+        }
+        let cells: Result<Vec<String>, _> = record.iter().map(|c| String::from_utf8(c.to_vec())).collect();
+        let Ok(cells) = cells else {
+            outcomes.push(Outcome::refused(line, "", "", message("the row is not UTF-8 text")));
+            continue;
+        };
+        let row = match import::row(columns, &cells) {
+            Ok(row) => row,
+            Err(why) => {
+                let (request, number) = (cells.first().cloned().unwrap_or_default(), String::new());
+                outcomes.push(Outcome::refused(line, &request, &number, message(why)));
+                continue;
+            }
+        };
+        if draft.as_ref().is_none_or(|d| d.key != row.request) {
+            if let Some(d) = draft.take() {
+                done.insert(d.key.clone());
+                requests += 1;
+                each(d, outcomes).await?;
+            }
+            if done.contains(&row.request) {
+                let why = format!("the rows of request '{}' must be next to each other", row.request);
+                outcomes.push(Outcome::refused(line, &row.request, &row.number, message(why)));
+                continue;
+            }
+            draft = Some(Draft::new(&row.request));
+        }
+        let (request, number) = (row.request.clone(), row.number.clone());
+        if let Some(d) = draft.as_mut()
+            && let Err(why) = d.add(line, row)
+        {
+            outcomes.push(Outcome::refused(line, &request, &number, message(why)));
+        }
+    }
+    if let Some(d) = draft.take() {
+        requests += 1;
+        each(d, outcomes).await?;
+    }
+    Ok(requests)
+}
+
+/// Records an API refusal of a whole request against its rows; a server-side failure stops
+/// the import.
+fn refuse(draft: &Draft, error: ApiError, outcomes: &mut Vec<Outcome>) -> Result<(), ApiError> {
+    let (status, text, data) = error.parts();
+    if status.is_server_error() {
+        return Err(error);
+    }
+    let mut per_row: HashMap<usize, Vec<Value>> = HashMap::new();
+    match (&error, data.as_object()) {
+        (ApiError::Validation(_), Some(by_path)) => {
+            for (path, detail) in by_path {
+                for (line, _) in rows_of_error(path, &draft.rows) {
+                    per_row.entry(*line).or_default().push(json!({ path.clone(): detail }));
+                }
+            }
+        }
+        _ => {
+            for (line, _) in &draft.rows {
+                per_row.entry(*line).or_default().push(json!({ "message": text, "data": data }));
+            }
+        }
+    }
+    for (line, number) in &draft.rows {
+        let errors = per_row.remove(line).unwrap_or_default();
+        let status = if errors.is_empty() { "not_made" } else { "error" };
+        outcomes.push(Outcome {
+            line: *line,
+            request: draft.key.clone(),
+            number: number.clone(),
+            status,
+            id: None,
+            errors,
+        });
+    }
+    Ok(())
+}
+
+/// Imports (or, with `dry_run`, only checks) the CSV `body` for `account`. Answers per row.
+pub async fn import(req: &Request<'_>, account: &Account, body: &[u8], dry_run: bool) -> Result<Value, ApiError> {
+    let (columns, _) = header(body)?;
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    // the numbers of the requests checked so far, for numbers that are in the file twice
+    let mut in_file: HashMap<String, String> = HashMap::new();
+    let requests = for_each_request(body, &columns, &mut outcomes, async |draft: Draft, out: &mut Vec<Outcome>| {
+        let mut twice = Vec::new();
+        for (line, number) in &draft.rows {
+            let e164 = to_e164(number).unwrap_or_else(|| number.clone());
+            match in_file.get(&e164) {
+                Some(other) if *other != draft.key => {
+                    twice.push(Outcome::refused(
+                        *line,
+                        &draft.key,
+                        number,
+                        message(format!("the number is on request '{other}' of this file too")),
+                    ));
+                }
+                _ => {
+                    in_file.insert(e164, draft.key.clone());
+                }
+            }
+        }
+        let id = request_id(account.id.as_str(), &draft.key);
+        let checked = changes::check_new(req, account, draft.public.clone(), &id).await;
+        match checked {
+            Ok(()) if twice.is_empty() => {
+                for (line, number) in &draft.rows {
+                    out.push(Outcome {
+                        line: *line,
+                        request: draft.key.clone(),
+                        number: number.clone(),
+                        status: "valid",
+                        id: Some(id.clone()),
+                        errors: vec![],
+                    });
+                }
+                Ok(())
+            }
+            Ok(()) => {
+                let refused: HashSet<usize> = twice.iter().map(|o| o.line).collect();
+                out.extend(twice);
+                for (line, number) in draft.rows.iter().filter(|(l, _)| !refused.contains(l)) {
+                    out.push(Outcome {
+                        line: *line,
+                        request: draft.key.clone(),
+                        number: number.clone(),
+                        status: "not_made",
+                        id: None,
+                        errors: vec![],
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                out.extend(twice);
+                refuse(&draft, e, out)
+            }
+        }
+    })
+    .await?;
+    let refused = outcomes.iter().any(|o| o.status != "valid");
+    if !dry_run && !refused {
+        outcomes.clear();
+        for_each_request(body, &columns, &mut outcomes, async |draft: Draft, out: &mut Vec<Outcome>| {
+            let id = request_id(account.id.as_str(), &draft.key);
+            let status = if req.state.couch.get(dbs::PORT_REQUESTS, &id).await?.is_some() {
+                "exists"
+            } else {
+                let fields = crate::domain::port_request::client_fields(&Value::Object(draft.public.clone()));
+                match changes::create(req, account, fields, id.clone(), None).await {
+                    Ok(_) => "created",
+                    Err(ApiError::Conflict) => "exists",
+                    Err(e) => return refuse(&draft, e, out),
+                }
+            };
+            for (line, number) in &draft.rows {
+                out.push(Outcome {
+                    line: *line,
+                    request: draft.key.clone(),
+                    number: number.clone(),
+                    status,
+                    id: Some(id.clone()),
+                    errors: vec![],
+                });
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    outcomes.sort_by_key(|o| o.line);
+    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+    Ok(json!({
+        "dry_run": dry_run,
+        "written": !dry_run && !refused,
+        "requests": requests,
+        "counts": {
+            "valid": count("valid"), "created": count("created"), "exists": count("exists"),
+            "error": count("error"), "not_made": count("not_made"),
+        },
+        "rows": outcomes.iter().map(Outcome::to_json).collect::<Vec<_>>(),
+    }))
+}
