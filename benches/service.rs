@@ -521,7 +521,9 @@ async fn import_run() {
     }
     let kind = std::env::var("COUCHDB_KIND").unwrap_or_else(|_| "CouchDB".into());
     println!("\n### Import ({kind}: 10,000 rows, 2,500 requests of 4 numbers, {} KB)\n", csv.len() / 1024);
-    println!("| run | time | rows per second | outcomes | peak resident memory of the service |\n|---|---|---|---|---|");
+    println!(
+        "| run | time | rows per second | outcomes | peak resident memory of the service |\n|---|---|---|---|---|"
+    );
     for (label, took, counts, rss) in runs {
         let counts: Vec<String> = counts
             .as_object()

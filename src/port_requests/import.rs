@@ -28,6 +28,10 @@ struct Outcome {
 }
 
 impl Outcome {
+    fn of(draft: &Draft, line: usize, number: &str, status: &'static str, id: Option<String>) -> Self {
+        Outcome { line, request: draft.key.clone(), number: number.into(), status, id, errors: vec![] }
+    }
+
     fn refused(line: usize, request: &str, number: &str, why: Value) -> Self {
         Outcome { line, request: request.into(), number: number.into(), status: "error", id: None, errors: vec![why] }
     }
@@ -69,16 +73,21 @@ fn header(body: &[u8]) -> Result<(Vec<Column>, usize), ApiError> {
     Ok((columns, reader.position().byte() as usize))
 }
 
-/// Reads the rows after the header, handing each run of rows of one request to `each` with
-/// the rows it refused already; rows that cannot be read at all are refused on their own.
+/// How many requests are checked or made at a time.
+const AT_ONCE: usize = 16;
+
+/// Reads the rows after the header, handing the requests (runs of rows of one request) to
+/// `each` `AT_ONCE` at a time, in file order; rows that cannot be read at all are refused on
+/// their own.
 async fn for_each_request(
     body: &[u8],
     columns: &[Column],
     outcomes: &mut Vec<Outcome>,
-    mut each: impl AsyncFnMut(Draft, &mut Vec<Outcome>) -> Result<(), ApiError>,
+    mut each: impl AsyncFnMut(Vec<Draft>, &mut Vec<Outcome>) -> Result<(), ApiError>,
 ) -> Result<usize, ApiError> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(body);
     let mut draft: Option<Draft> = None;
+    let mut batch: Vec<Draft> = Vec::new();
     let mut done: HashSet<String> = HashSet::new();
     let mut requests = 0;
     let mut record = csv::ByteRecord::new();
@@ -119,7 +128,10 @@ async fn for_each_request(
             if let Some(d) = draft.take() {
                 done.insert(d.key.clone());
                 requests += 1;
-                each(d, outcomes).await?;
+                batch.push(d);
+                if batch.len() == AT_ONCE {
+                    each(std::mem::take(&mut batch), outcomes).await?;
+                }
             }
             if done.contains(&row.request) {
                 let why = format!("the rows of request '{}' must be next to each other", row.request);
@@ -137,7 +149,10 @@ async fn for_each_request(
     }
     if let Some(d) = draft.take() {
         requests += 1;
-        each(d, outcomes).await?;
+        batch.push(d);
+    }
+    if !batch.is_empty() {
+        each(batch, outcomes).await?;
     }
     Ok(requests)
 }
@@ -185,86 +200,47 @@ pub async fn import(req: &Request<'_>, account: &Account, body: &[u8], dry_run: 
     let mut outcomes: Vec<Outcome> = Vec::new();
     // the numbers of the requests checked so far, for numbers that are in the file twice
     let mut in_file: HashMap<String, String> = HashMap::new();
-    let requests = for_each_request(body, &columns, &mut outcomes, async |draft: Draft, out: &mut Vec<Outcome>| {
-        let mut twice = Vec::new();
-        for (line, number) in &draft.rows {
-            let e164 = to_e164(number).unwrap_or_else(|| number.clone());
-            match in_file.get(&e164) {
-                Some(other) if *other != draft.key => {
-                    twice.push(Outcome::refused(
-                        *line,
-                        &draft.key,
-                        number,
-                        message(format!("the number is on request '{other}' of this file too")),
-                    ));
-                }
-                _ => {
-                    in_file.insert(e164, draft.key.clone());
+    let requests =
+        for_each_request(body, &columns, &mut outcomes, async |drafts: Vec<Draft>, out: &mut Vec<Outcome>| {
+            // numbers twice in the file, in file order; then the checks of the batch at once
+            let twice: Vec<Vec<Outcome>> = drafts.iter().map(|d| numbers_seen_before(d, &mut in_file)).collect();
+            let ids: Vec<String> = drafts.iter().map(|d| request_id(account.id.as_str(), &d.key)).collect();
+            let checks = drafts.iter().zip(&ids).map(|(d, id)| changes::check_new(req, account, d.public.clone(), id));
+            let checked = futures_util::future::join_all(checks).await;
+            for (((draft, id), twice), checked) in drafts.iter().zip(ids).zip(twice).zip(checked) {
+                match checked {
+                    Ok(()) => {
+                        let refused: HashSet<usize> = twice.iter().map(|o| o.line).collect();
+                        let status = if refused.is_empty() { "valid" } else { "not_made" };
+                        let id = refused.is_empty().then_some(id);
+                        out.extend(twice);
+                        for (line, number) in draft.rows.iter().filter(|(l, _)| !refused.contains(l)) {
+                            out.push(Outcome::of(draft, *line, number, status, id.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        out.extend(twice);
+                        refuse(draft, e, out)?;
+                    }
                 }
             }
-        }
-        let id = request_id(account.id.as_str(), &draft.key);
-        let checked = changes::check_new(req, account, draft.public.clone(), &id).await;
-        match checked {
-            Ok(()) if twice.is_empty() => {
-                for (line, number) in &draft.rows {
-                    out.push(Outcome {
-                        line: *line,
-                        request: draft.key.clone(),
-                        number: number.clone(),
-                        status: "valid",
-                        id: Some(id.clone()),
-                        errors: vec![],
-                    });
-                }
-                Ok(())
-            }
-            Ok(()) => {
-                let refused: HashSet<usize> = twice.iter().map(|o| o.line).collect();
-                out.extend(twice);
-                for (line, number) in draft.rows.iter().filter(|(l, _)| !refused.contains(l)) {
-                    out.push(Outcome {
-                        line: *line,
-                        request: draft.key.clone(),
-                        number: number.clone(),
-                        status: "not_made",
-                        id: None,
-                        errors: vec![],
-                    });
-                }
-                Ok(())
-            }
-            Err(e) => {
-                out.extend(twice);
-                refuse(&draft, e, out)
-            }
-        }
-    })
-    .await?;
+            Ok(())
+        })
+        .await?;
     let refused = outcomes.iter().any(|o| o.status != "valid");
     if !dry_run && !refused {
         outcomes.clear();
-        for_each_request(body, &columns, &mut outcomes, async |draft: Draft, out: &mut Vec<Outcome>| {
-            let id = request_id(account.id.as_str(), &draft.key);
-            let status = if req.state.couch.get(dbs::PORT_REQUESTS, &id).await?.is_some() {
-                "exists"
-            } else {
-                let fields = crate::domain::port_request::client_fields(&Value::Object(draft.public.clone()));
-                match changes::create(req, account, fields, id.clone(), None).await {
-                    Ok(_) => "created",
-                    Err(ApiError::Conflict) => "exists",
-                    Err(e) => return refuse(&draft, e, out),
+        for_each_request(body, &columns, &mut outcomes, async |drafts: Vec<Draft>, out: &mut Vec<Outcome>| {
+            let made = futures_util::future::join_all(drafts.iter().map(|d| make(req, account, d))).await;
+            for (draft, made) in drafts.iter().zip(made) {
+                match made {
+                    Ok((id, status)) => {
+                        for (line, number) in &draft.rows {
+                            out.push(Outcome::of(draft, *line, number, status, Some(id.clone())));
+                        }
+                    }
+                    Err(e) => refuse(draft, e, out)?,
                 }
-            };
-            for (line, number) in &draft.rows {
-                out.push(Outcome {
-                    line: *line,
-                    request: draft.key.clone(),
-                    number: number.clone(),
-                    status,
-                    id: Some(id.clone()),
-                    errors: vec![],
-                });
             }
             Ok(())
         })
@@ -282,4 +258,38 @@ pub async fn import(req: &Request<'_>, account: &Account, body: &[u8], dry_run: 
         },
         "rows": outcomes.iter().map(Outcome::to_json).collect::<Vec<_>>(),
     }))
+}
+
+/// The rows of `draft` whose number an earlier request of the file has (the others are noted
+/// as this request's).
+fn numbers_seen_before(draft: &Draft, in_file: &mut HashMap<String, String>) -> Vec<Outcome> {
+    let mut twice = Vec::new();
+    for (line, number) in &draft.rows {
+        let e164 = to_e164(number).unwrap_or_else(|| number.clone());
+        match in_file.get(&e164) {
+            Some(other) if *other != draft.key => {
+                let why = format!("the number is on request '{other}' of this file too");
+                twice.push(Outcome::refused(*line, &draft.key, number, message(why)));
+            }
+            _ => {
+                in_file.insert(e164, draft.key.clone());
+            }
+        }
+    }
+    twice
+}
+
+/// Creates the request of `draft`, unless an earlier import made it: its id, and `created` or
+/// `exists`.
+async fn make(req: &Request<'_>, account: &Account, draft: &Draft) -> Result<(String, &'static str), ApiError> {
+    let id = request_id(account.id.as_str(), &draft.key);
+    if req.state.couch.get(dbs::PORT_REQUESTS, &id).await?.is_some() {
+        return Ok((id, "exists"));
+    }
+    let fields = crate::domain::port_request::client_fields(&Value::Object(draft.public.clone()));
+    match changes::create(req, account, fields, id.clone(), None).await {
+        Ok(_) => Ok((id, "created")),
+        Err(ApiError::Conflict) => Ok((id, "exists")),
+        Err(e) => Err(e),
+    }
 }

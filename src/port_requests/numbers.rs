@@ -166,13 +166,7 @@ pub async fn preview(
     let (current, assigned) =
         futures_util::future::join(state.couch.get_many(dbs::SERVICE, &ids), assigned_numbers(state, &all)).await;
     let (current, assigned) = (current?, assigned?);
-    let holder_ids: Vec<String> = current
-        .iter()
-        .filter_map(|c| c["port_request_id"].as_str())
-        .filter(|id| *id != port_id)
-        .map(str::to_owned)
-        .collect();
-    let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
+    let holders = holders(state, &current, port_id).await?;
     let now = now_unix();
     for c in candidates {
         let existing = current.iter().find(|claim| claim["number"] == c.e164.as_str());
@@ -187,6 +181,17 @@ pub async fn preview(
         }
     }
     Ok(errors)
+}
+
+/// The requests (other than `port_id`) that `claims` name, as they are now.
+async fn holders(state: &AppState, claims: &[Value], port_id: &str) -> Result<Vec<Value>, StoreError> {
+    let ids: Vec<String> = claims
+        .iter()
+        .filter_map(|c| c["port_request_id"].as_str())
+        .filter(|id| *id != port_id)
+        .map(str::to_owned)
+        .collect();
+    state.couch.get_many(dbs::PORT_REQUESTS, &ids).await
 }
 
 fn held_message(same_account: bool, request: &str) -> String {
@@ -272,13 +277,7 @@ async fn claim_rounds(
                 state.couch.get_many(dbs::SERVICE, &ids).await?
             }
         };
-        let holder_ids: Vec<String> = current
-            .iter()
-            .filter_map(|c| c["port_request_id"].as_str())
-            .filter(|id| *id != port_id)
-            .map(str::to_owned)
-            .collect();
-        let holders = state.couch.get_many(dbs::PORT_REQUESTS, &holder_ids).await?;
+        let holders = holders(state, &current, port_id).await?;
         let last_round = round + 1 == ROUNDS;
         for number in std::mem::take(&mut contested) {
             let Some(existing) = current.iter().find(|c| c["number"] == number.as_str()) else {
