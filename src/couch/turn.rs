@@ -72,7 +72,10 @@ impl Couch {
         for round in 0..ROUNDS {
             let until_ms = now_ms() + lease.as_millis() as u64;
             let id_of_turn = turn_id(id, generation, round);
-            let doc = json!({ "_id": id_of_turn, "pvt_type": "turn", "rev": rev, "until": until_ms });
+            // `holder`: two writers taking one turn in one millisecond would otherwise write the
+            // same document, get the same revision, and both hold the turn
+            let holder = crate::domain::ids::new_doc_id();
+            let doc = json!({ "_id": id_of_turn, "pvt_type": "turn", "rev": rev, "until": until_ms, "holder": holder });
             match self.put_decided(dbs::SERVICE, &id_of_turn, &doc).await {
                 Ok(turn_rev) => return Ok(Some(Turn { id: id_of_turn, rev: turn_rev, until_ms })),
                 Err(StoreError::Conflict) => {

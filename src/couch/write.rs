@@ -13,6 +13,12 @@
 //!   its own revision; a winner removes the revisions that lost to it. Either way no conflict
 //!   is left behind.
 //!
+//! A revision is a hash of the content, so two writers sending the very same document get
+//! the same revision and both "win". A document whose creation decides who goes ahead (a turn,
+//! a claim, an Idempotency-Key's record, a delivery's lease) therefore carries a random
+//! `holder` or `lease` of its writer (measured: one key made a comment twice when two
+//! instances created its record in the same millisecond).
+//!
 //! On a single node (`n` = 1) every write is decided at once. PouchDB Server (no copies, and
 //! no cluster notion) can accept two creations of one new id sent at the same moment, so there
 //! every write is settled as a 202 is, with one read.

@@ -11,8 +11,17 @@ use serde_json::{Value, json};
 /// longer than this.
 pub const IN_FLIGHT_SECS: i64 = 60;
 
+pub const CLAIM_PREFIX: &str = "number_claim:";
+
 pub fn claim_id(e164: &str) -> String {
-    format!("number_claim:{e164}")
+    format!("{CLAIM_PREFIX}{e164}")
+}
+
+/// Does the request `doc` hold `e164`: open, not deleted, the number among its `numbers`?
+pub fn holds(doc: &Value, e164: &str) -> bool {
+    let deleted = doc.get("pvt_deleted").and_then(Value::as_bool) == Some(true);
+    let has_number = doc.get("numbers").and_then(Value::as_object).is_some_and(|n| n.contains_key(e164));
+    !deleted && has_number && PortState::of_doc(doc).is_open()
 }
 
 /// A new claim of `e164` by request `port_id` of `account_id`.
@@ -24,6 +33,9 @@ pub fn claim_doc(e164: &str, port_id: &str, account_id: &str, now: i64) -> Value
         "port_request_id": port_id,
         "account_id": account_id,
         "at": now,
+        // two claims by one request (an import made through two instances at once) are still
+        // two writes: identical ones would get one revision, and both would win
+        "holder": super::ids::new_doc_id(),
     })
 }
 
@@ -47,11 +59,7 @@ pub fn judge(claim: &Value, holder: Option<&Value>, e164: &str, me: &str, now: i
     }
     let held = match holder {
         None => now - claim.get("at").and_then(Value::as_i64).unwrap_or(0) < IN_FLIGHT_SECS,
-        Some(doc) => {
-            let deleted = doc.get("pvt_deleted").and_then(Value::as_bool) == Some(true);
-            let has_number = doc.get("numbers").and_then(Value::as_object).is_some_and(|n| n.contains_key(e164));
-            !deleted && has_number && PortState::of_doc(doc).is_open()
-        }
+        Some(doc) => holds(doc, e164),
     };
     if held { Verdict::Held { port_request_id: claimant, account_id: field("account_id") } } else { Verdict::Stale }
 }
@@ -68,6 +76,12 @@ mod tests {
 
     fn request(state: &str, numbers: Value) -> Value {
         json!({"_id": "other", "pvt_port_state": state, "numbers": numbers})
+    }
+
+    #[test]
+    fn two_claims_by_one_request_in_one_second_differ() {
+        // identical documents would get one revision on a cluster, and both writers would win
+        assert_ne!(claim("me", 0), claim("me", 0));
     }
 
     #[test]

@@ -74,8 +74,10 @@ pub enum Seen {
 
 /// A record of a key, as stored: being made (no answer yet) or answered.
 pub fn new_record(id: &str, fingerprint: &str, now_ms: u64) -> Value {
+    // `holder` makes each writer's record its own: two identical creations would get one
+    // revision, and both writers would be told they made it
     json!({ "_id": id, "pvt_type": "idempotency_key", "fingerprint": fingerprint, "started": now_ms,
-            "expires": now_ms + KEPT_MS })
+            "expires": now_ms + KEPT_MS, "holder": crate::domain::ids::new_doc_id() })
 }
 
 pub fn answered(record: &mut Value, answer: &Answer) {
@@ -141,6 +143,12 @@ mod tests {
         let id = key.record_id("acct:user");
         assert!(id.starts_with("idempotency:acct:user:") && !id.contains("order-42"), "{id}");
         assert_ne!(id, Key::parse("order-43").unwrap().record_id("acct:user"));
+    }
+
+    #[test]
+    fn two_writers_records_differ_even_in_one_millisecond() {
+        // identical documents would get one revision on a cluster, and both writers would win
+        assert_ne!(new_record("k", "print", 1), new_record("k", "print", 1));
     }
 
     #[test]

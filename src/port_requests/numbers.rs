@@ -31,14 +31,21 @@ pub struct Candidate {
     pub e164: String,
 }
 
-/// The claims a check took (id, revision): given back if the request is not saved after all.
+/// The claims a check took for request `port_id` (id, revision): given back if the request is
+/// not saved after all.
 #[derive(Debug, Default)]
 #[must_use]
-pub struct Taken(Vec<(String, String)>);
+pub struct Taken {
+    port_id: String,
+    claims: Vec<(String, String)>,
+}
 
 impl Taken {
     pub fn merge(&mut self, other: Taken) {
-        self.0.extend(other.0);
+        if self.port_id.is_empty() {
+            self.port_id = other.port_id;
+        }
+        self.claims.extend(other.claims);
     }
 }
 
@@ -260,7 +267,10 @@ async fn claim_rounds(
                 let (id, number) =
                     (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
                 match result {
-                    Ok(rev) => out.taken.0.push((id.to_owned(), rev)),
+                    Ok(rev) => {
+                        out.taken.port_id = port_id.to_owned();
+                        out.taken.claims.push((id.to_owned(), rev));
+                    }
                     Err(StoreError::Conflict) => contested.push(number.to_owned()),
                     Err(e) => return Err(e),
                 }
@@ -312,14 +322,36 @@ async fn claim_rounds(
     Ok(())
 }
 
-/// Gives claims back (best effort: one left behind is stale once its request is seen not to
-/// hold the number, or after `claims::IN_FLIGHT_SECS` if the request was never saved).
+/// Gives claims back, but not those of numbers the request holds as it stands: every writer of
+/// a request counts a claim naming the request as its own, so the claim one writer took may
+/// be what a rival writer of the same request (another edit, or a creation of the same id
+/// through another instance) saved the number on. Best effort: a claim left behind is stale
+/// once its request is seen not to hold the number, or after `claims::IN_FLIGHT_SECS` if the
+/// request was never saved.
 pub async fn release(state: &AppState, taken: Taken) {
-    if taken.0.is_empty() {
+    if taken.claims.is_empty() {
         return;
     }
-    let docs: Vec<Value> =
-        taken.0.into_iter().map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true})).collect();
+    let request = match state.couch.get_settled(dbs::PORT_REQUESTS, &taken.port_id).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot give number claims back");
+            return;
+        }
+    };
+    let held = |claim_id: &str| {
+        let number = claim_id.strip_prefix(claims::CLAIM_PREFIX).unwrap_or_default();
+        request.as_ref().is_some_and(|r| claims::holds(r, number))
+    };
+    let docs: Vec<Value> = taken
+        .claims
+        .into_iter()
+        .filter(|(id, _)| !held(id))
+        .map(|(id, rev)| json!({"_id": id, "_rev": rev, "_deleted": true}))
+        .collect();
+    if docs.is_empty() {
+        return;
+    }
     if let Err(e) = state.couch.bulk_save(dbs::SERVICE, &docs).await {
         tracing::warn!(error = %e, "cannot give number claims back");
     }
@@ -340,7 +372,7 @@ pub fn release_later(state: &actix_web::web::Data<AppState>, port_id: &str, e164
             .filter(|c| c["port_request_id"] == port_id.as_str())
             .filter_map(|c| Some((c["_id"].as_str()?.to_owned(), c["_rev"].as_str()?.to_owned())))
             .collect();
-        release(&state, Taken(ours)).await;
+        release(&state, Taken { port_id, claims: ours }).await;
     });
 }
 
