@@ -257,7 +257,8 @@ async fn check_numbers(
 ) -> Result<Taken, ApiError> {
     let owner = doc.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
     let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
-    let (errors, taken) = numbers::check(req.state, owner, id, candidates, Asking::Stored, ahead).await?;
+    let held = pr::numbers(doc);
+    let (errors, taken) = numbers::check(req.state, owner, id, candidates, Asking::Stored(&held), ahead).await?;
     errors.into_result()?;
     Ok(taken)
 }

@@ -51,12 +51,21 @@ impl Taken {
 
 /// Whether the request asking may hold claims already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asking {
+pub enum Asking<'a> {
     /// A request being created: its claims are written at once, and only numbers someone else
     /// claimed are read.
     New,
-    /// A stored request: its claims are read first, and only missing ones are written.
-    Stored,
+    /// A stored request, holding these numbers in the revision the writer read: its claims are
+    /// read first, and only missing ones are written.
+    Stored(&'a [String]),
+}
+
+impl Asking<'_> {
+    /// Did the request hold `e164` before this change? A claim naming the request on a number
+    /// it did not hold is another writer's of the same request, who may still give it back.
+    fn held_before(&self, e164: &str) -> bool {
+        matches!(self, Asking::Stored(held) if held.iter().any(|n| n == e164))
+    }
 }
 
 fn error(errors: &mut ValidationErrors, raw: &str, message: String) {
@@ -107,7 +116,7 @@ pub async fn check(
     account_id: &str,
     port_id: &str,
     candidates: &[Candidate],
-    asking: Asking,
+    asking: Asking<'_>,
     ahead: Option<Ahead>,
 ) -> Result<(ValidationErrors, Taken), ApiError> {
     let mut errors = ValidationErrors::new();
@@ -119,7 +128,7 @@ pub async fn check(
         let (mut want, mut got) = (all.clone(), a.numbers.clone());
         want.sort();
         got.sort();
-        asking == Asking::Stored && want == got
+        matches!(asking, Asking::Stored(_)) && want == got
     });
     let (known_claims, known_assigned) = match ahead {
         Some(a) => (Some(a.claims), Some(a.assigned)),
@@ -224,7 +233,7 @@ async fn claim(
     account_id: &str,
     port_id: &str,
     e164s: &[String],
-    asking: Asking,
+    asking: Asking<'_>,
     known: Option<Vec<Value>>,
 ) -> Result<Claimed, StoreError> {
     let mut out = Claimed::default();
@@ -243,7 +252,7 @@ async fn claim_rounds(
     account_id: &str,
     port_id: &str,
     e164s: &[String],
-    asking: Asking,
+    asking: Asking<'_>,
     mut known: Option<Vec<Value>>,
     out: &mut Claimed,
 ) -> Result<(), StoreError> {
@@ -256,7 +265,7 @@ async fn claim_rounds(
     let mut docs: Vec<Value> = match asking {
         Asking::New => e164s.iter().map(|n| fresh(n)).collect(),
         // a stored request already holds most of its claims: read them first
-        Asking::Stored => {
+        Asking::Stored(_) => {
             contested = e164s.to_vec();
             Vec::new()
         }
@@ -302,7 +311,15 @@ async fn claim_rounds(
             };
             let holder = holders.iter().find(|h| h["_id"] == existing["port_request_id"]);
             match claims::judge(existing, holder, &number, port_id, now) {
-                claims::Verdict::Ours => {}
+                claims::Verdict::Ours if asking.held_before(&number) || last_round => {}
+                claims::Verdict::Ours => {
+                    // another writer of this request took it and may give it back if its
+                    // change is refused: take it over (one update of the revision read), so
+                    // that giving it back meets a conflict, or this write does and claims afresh
+                    let mut doc = fresh(&number);
+                    doc["_rev"] = existing["_rev"].clone();
+                    docs.push(doc);
+                }
                 claims::Verdict::Held { port_request_id, account_id } => {
                     out.held.insert(number, (port_request_id, account_id));
                 }
