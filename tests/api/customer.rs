@@ -33,7 +33,7 @@ pub async fn signed_letter(app: &TestApp, account: &Account, id: &str) -> Vec<u8
 /// A request of `account` with a bill and a submitter address.
 pub async fn request_for_customer(app: &TestApp, account: &Account, send_to: &str) -> String {
     let data = json!({"name": "Customer port", "numbers": {random_number(): {}},
-        "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "account_number": "A-1", "pin": "4321"},
+        "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "account_number": "A-1", "pin": "PIN-4321"},
         "notifications": {"email": {"send_to": send_to}}});
     let (status, body) =
         app.call(Method::PUT, &Ports::new(app, account).path(""), &app.token(account), Some(data)).await;
@@ -138,7 +138,7 @@ async fn the_customer_corrects_uploads_and_signs_through_the_link() {
     let page = open(&url).await;
     assert_eq!(page.status, 200);
     assert!(page.html.contains("Pacific Bell") && page.html.contains("Jo Doe"), "{}", page.html);
-    assert!(!page.html.contains("4321"), "the stored PIN is never shown");
+    assert!(!page.html.contains("PIN-4"), "the stored PIN is never shown"); // (not its digits alone: a random number may hold them)
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
     assert_eq!(page.headers["referrer-policy"], "no-referrer");
@@ -175,7 +175,7 @@ async fn the_customer_corrects_uploads_and_signs_through_the_link() {
     let doc = stored(&app, &id).await;
     assert_eq!(doc["bill"]["name"], "Jo Q. Doe");
     assert_eq!(doc["bill"]["btn"], "4155550100");
-    assert_eq!(doc["bill"]["pin"], "4321", "an empty PIN keeps the stored one");
+    assert_eq!(doc["bill"]["pin"], "PIN-4321", "an empty PIN keeps the stored one");
     assert_eq!(doc["bill"]["carrier"], "Pacific Bell", "only the fields a customer may correct");
 
     // an upload, as the page's script sends it
