@@ -46,18 +46,6 @@ pub fn export_range(from: Option<i64>, to: Option<i64>, now: i64) -> Result<Rang
     Ok(Range { from, to })
 }
 
-#[cfg(test)]
-mod export_tests {
-    use super::*;
-
-    #[test]
-    fn an_export_takes_any_span_from_the_beginning() {
-        assert_eq!(export_range(None, None, 100).unwrap(), Range { from: 0, to: 100 });
-        assert_eq!(export_range(Some(5), Some(10_000_000_000), 1).unwrap(), Range { from: 5, to: 10_000_000_000 });
-        assert!(export_range(Some(10), Some(5), 100).is_err());
-    }
-}
-
 impl RangeError {
     /// Kazoo's messages, under `modified_from` with code `date_range`.
     pub fn message(&self) -> String {
@@ -142,5 +130,12 @@ mod tests {
         let no_tail = Cursor { stage: 0, tail: vec![], id: "ff".into() };
         assert_eq!(Cursor::decode(&no_tail.encode(), 1), Some(no_tail));
         assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode(r#"[0,[1,2,3,4,5],"ab"]"#), 1), None);
+    }
+
+    #[test]
+    fn an_export_takes_any_span_from_the_beginning() {
+        assert_eq!(export_range(None, None, 100).unwrap(), Range { from: 0, to: 100 });
+        assert_eq!(export_range(Some(5), Some(10_000_000_000), 1).unwrap(), Range { from: 5, to: 10_000_000_000 });
+        assert!(export_range(Some(10), Some(5), 100).is_err());
     }
 }

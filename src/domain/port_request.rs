@@ -178,6 +178,13 @@ pub struct Actor {
     pub user: Option<ActorUser>,
 }
 
+impl Actor {
+    /// The name a reason is signed with: the user's full name, else the account's name.
+    pub fn reason_author(&self) -> Option<String> {
+        self.user.as_ref().and_then(|u| u.full_name.clone()).or_else(|| self.account_name.clone())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ActorUser {
     pub id: String,

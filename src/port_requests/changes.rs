@@ -526,7 +526,7 @@ async fn transition_what(
             None => false,
         }
     };
-    let reason_author = actor.user.as_ref().and_then(|u| u.full_name.clone()).or_else(|| actor.account_name.clone());
+    let reason_author = actor.reason_author();
     Ok(What::Transition {
         state: to,
         previous: Some(from),
@@ -708,8 +708,6 @@ pub async fn move_number(
             to,
             transition_entry(Some(from), to, &actor, reason, at),
         );
-        let reason_author =
-            actor.user.as_ref().and_then(|u| u.full_name.clone()).or_else(|| actor.account_name.clone());
         let mut new_events = vec![event(
             req,
             &new_doc,
@@ -719,7 +717,7 @@ pub async fn move_number(
                 state: to,
                 previous: Some(from),
                 reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
-                reason_author,
+                reason_author: actor.reason_author(),
             },
         )];
         if let Some(follow) = moved.request_follows {

@@ -236,7 +236,7 @@ async fn claim(
     asking: Asking<'_>,
     known: Option<Vec<Value>>,
 ) -> Result<Claimed, StoreError> {
-    let mut out = Claimed::default();
+    let mut out = Claimed { taken: Taken { port_id: port_id.to_owned(), claims: Vec::new() }, ..Claimed::default() };
     match claim_rounds(state, account_id, port_id, e164s, asking, known, &mut out).await {
         Ok(()) => Ok(out),
         Err(e) => {
@@ -276,10 +276,7 @@ async fn claim_rounds(
                 let (id, number) =
                     (doc["_id"].as_str().unwrap_or_default(), doc["number"].as_str().unwrap_or_default());
                 match result {
-                    Ok(rev) => {
-                        out.taken.port_id = port_id.to_owned();
-                        out.taken.claims.push((id.to_owned(), rev));
-                    }
+                    Ok(rev) => out.taken.claims.push((id.to_owned(), rev)),
                     Err(StoreError::Conflict) => contested.push(number.to_owned()),
                     Err(e) => return Err(e),
                 }

@@ -95,6 +95,20 @@ impl TestApp {
         send(r).await
     }
 
+    /// Sends `{"data": data}` with an `Idempotency-Key`; returns status, whether the answer was
+    /// a replay, and body.
+    pub async fn keyed(&self, method: Method, path: &str, token: &str, key: &str, data: &Value) -> (u16, bool, Value) {
+        let resp = self
+            .request(method, path, Some(token))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "data": data }))
+            .send()
+            .await
+            .unwrap();
+        let replayed = resp.headers().get("idempotent-replayed").is_some();
+        (resp.status().as_u16(), replayed, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn token(&self, account: &Account) -> String {
         self.sys.token(account, true)
     }

@@ -2,21 +2,10 @@
 //! twice, on any instance; another request under the key is a 422; simultaneous requests with
 //! one key make one change.
 
-use crate::helpers::{Ports, TestApp, send, spawn_app, spawn_app_with, tree};
+use crate::helpers::{Ports, spawn_app, spawn_app_with, tree};
 use crate::kazoo::{hex32, random_number};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn keyed(app: &TestApp, method: Method, path: &str, token: &str, key: &str, data: &Value) -> reqwest::RequestBuilder {
-    app.request(method, path, Some(token)).header("Idempotency-Key", key).json(&json!({ "data": data }))
-}
-
-/// Status, replayed or not, body.
-async fn send_keyed(req: reqwest::RequestBuilder) -> (u16, bool, Value) {
-    let resp = req.send().await.unwrap();
-    let replayed = resp.headers().get("idempotent-replayed").is_some();
-    (resp.status().as_u16(), replayed, resp.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn a_create_made_again_with_its_key_is_answered_as_the_first_time() {
@@ -26,9 +15,9 @@ async fn a_create_made_again_with_its_key_is_answered_as_the_first_time() {
     let member = app.token(&t.customer);
     let key = hex32();
     let data = json!({"name": "keyed", "numbers": {random_number(): {}}});
-    let (s1, r1, first) = send_keyed(keyed(&app, Method::PUT, &ports.path(""), &member, &key, &data)).await;
+    let (s1, r1, first) = app.keyed(Method::PUT, &ports.path(""), &member, &key, &data).await;
     assert_eq!((s1, r1), (201, false), "{first}");
-    let (s2, r2, again) = send_keyed(keyed(&app, Method::PUT, &ports.path(""), &member, &key, &data)).await;
+    let (s2, r2, again) = app.keyed(Method::PUT, &ports.path(""), &member, &key, &data).await;
     assert_eq!((s2, r2), (201, true), "{again}");
     assert_eq!(again["data"], first["data"], "the first answer, not a second request");
     assert_eq!(again["request_id"], first["request_id"]);
@@ -36,7 +25,7 @@ async fn a_create_made_again_with_its_key_is_answered_as_the_first_time() {
 
     // the same key with another body: 422, and nothing is made
     let other = json!({"name": "another", "numbers": {random_number(): {}}});
-    let (s3, _, body) = send_keyed(keyed(&app, Method::PUT, &ports.path(""), &member, &key, &other)).await;
+    let (s3, _, body) = app.keyed(Method::PUT, &ports.path(""), &member, &key, &other).await;
     assert_eq!((s3, body["message"].as_str()), (422, Some("idempotency_key_reused")), "{body}");
     let (_, listed) = app.call(Method::GET, &format!("{}?by_types=all", ports.path("")), &member, None).await;
     let names: Vec<&str> =
@@ -47,11 +36,11 @@ async fn a_create_made_again_with_its_key_is_answered_as_the_first_time() {
     let other_tree = tree(&app).await;
     let other_member = app.token(&other_tree.customer);
     let theirs = Ports::new(&app, &other_tree.customer);
-    let (s4, r4, _) = send_keyed(keyed(&app, Method::PUT, &theirs.path(""), &other_member, &key, &data)).await;
+    let (s4, r4, _) = app.keyed(Method::PUT, &theirs.path(""), &other_member, &key, &data).await;
     assert_eq!((s4, r4), (400, false), "their own request (refused: the number is taken), not our answer");
 
     // a key that is not one
-    let (s5, _, body) = send_keyed(keyed(&app, Method::PUT, &ports.path(""), &member, "has space", &data)).await;
+    let (s5, _, body) = app.keyed(Method::PUT, &ports.path(""), &member, "has space", &data).await;
     assert_eq!(s5, 400, "{body}");
 }
 
@@ -68,7 +57,7 @@ async fn moves_comments_and_uploads_are_made_once_per_key() {
     let key = hex32();
     for expect_replay in [false, true] {
         let (status, replayed, body) =
-            send_keyed(keyed(&app, Method::PATCH, &format!("{one}/submitted"), &member, &key, &json!({}))).await;
+            app.keyed(Method::PATCH, &format!("{one}/submitted"), &member, &key, &json!({})).await;
         assert_eq!((status, replayed), (200, expect_replay), "{body}");
     }
 
@@ -76,7 +65,7 @@ async fn moves_comments_and_uploads_are_made_once_per_key() {
     let comment = json!({"comments": [{"author": "a", "content": "once", "timestamp": 63_900_000_000i64}]});
     for expect_replay in [false, true, true] {
         let (status, replayed, body) =
-            send_keyed(keyed(&app, Method::PUT, &format!("{one}/comments"), &member, &key, &comment)).await;
+            app.keyed(Method::PUT, &format!("{one}/comments"), &member, &key, &comment).await;
         assert_eq!((status, replayed), (200, expect_replay), "{body}");
     }
     let key = hex32();
@@ -100,10 +89,8 @@ async fn moves_comments_and_uploads_are_made_once_per_key() {
 
     // an answer that is a refusal is kept too: the same request is refused the same way
     let key = hex32();
-    let (s1, _, first) =
-        send_keyed(keyed(&app, Method::PATCH, &format!("{one}/completed"), &member, &key, &json!({}))).await;
-    let (s2, replayed, again) =
-        send_keyed(keyed(&app, Method::PATCH, &format!("{one}/completed"), &member, &key, &json!({}))).await;
+    let (s1, _, first) = app.keyed(Method::PATCH, &format!("{one}/completed"), &member, &key, &json!({})).await;
+    let (s2, replayed, again) = app.keyed(Method::PATCH, &format!("{one}/completed"), &member, &key, &json!({})).await;
     assert!((400..500).contains(&s1), "{first}");
     assert_eq!((s2, replayed, &again["data"]), (s1, true, &first["data"]));
 }
@@ -124,7 +111,7 @@ async fn one_key_through_two_instances_at_once_makes_one_change() {
         let comment = json!({"comments": [{"author": "a", "content": "raced", "timestamp": 63_900_000_000i64}]});
         let calls = (0..6).map(|i| {
             let app = if i % 2 == 0 { &a } else { &b };
-            send_keyed(keyed(app, Method::PUT, &path, &member, &key, &comment))
+            app.keyed(Method::PUT, &path, &member, &key, &comment)
         });
         let results = futures_util::future::join_all(calls).await;
         let made: Vec<&Value> = results.iter().filter(|(s, r, _)| *s == 200 && !*r).map(|(_, _, b)| b).collect();
@@ -141,7 +128,6 @@ async fn one_key_through_two_instances_at_once_makes_one_change() {
         let raced = doc["comments"].as_array().unwrap().iter().filter(|c| c["content"] == "raced").count();
         assert_eq!(raced, 1, "round {round}: {doc}");
     }
-    let _ = send;
 }
 
 /// The records of keys past their 24 hours are removed by the cleanup pass; live ones stay.

@@ -16,22 +16,9 @@ fn through<'a>(a: &'a TestApp, b: &'a TestApp, i: usize) -> &'a TestApp {
     if i.is_multiple_of(2) { a } else { b }
 }
 
-/// Status, replayed or not, body.
-async fn keyed(app: &TestApp, method: Method, path: &str, token: &str, key: &str, data: &Value) -> (u16, bool, Value) {
-    let resp = app
-        .request(method, path, Some(token))
-        .header("Idempotency-Key", key)
-        .json(&json!({ "data": data }))
-        .send()
-        .await
-        .unwrap();
-    let replayed = resp.headers().get("idempotent-replayed").is_some();
-    (resp.status().as_u16(), replayed, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Exactly one answer made the change; every other one is its replay or a 409 while it was
 /// being made. Returns the one that made it.
-fn made_once<'r>(round: usize, results: &'r [(u16, bool, Value)], made_status: u16) -> &'r Value {
+fn made_once(round: usize, results: &[(u16, bool, Value)], made_status: u16) -> &Value {
     let made: Vec<&Value> = results.iter().filter(|(s, r, _)| *s == made_status && !*r).map(|(_, _, b)| b).collect();
     assert_eq!(made.len(), 1, "round {round}: {results:?}");
     for (status, replayed, body) in results {
@@ -69,13 +56,13 @@ async fn one_idempotency_key_makes_one_change() {
         let (create_key, comment_key) = (hex32(), hex32());
         let data = json!({"name": format!("keyed {round}"), "numbers": {random_number(): {}}});
         let create = ports.path("");
-        let calls = (0..RACERS).map(|i| keyed(through(&a, &b, i), Method::PUT, &create, &member, &create_key, &data));
+        let calls = (0..RACERS).map(|i| through(&a, &b, i).keyed(Method::PUT, &create, &member, &create_key, &data));
         let results = futures_util::future::join_all(calls).await;
         let id = made_once(round, &results, 201)["data"]["id"].as_str().unwrap().to_owned();
 
         let comment = json!({"comments": [{"author": "a", "content": "raced", "timestamp": 63_900_000_000i64}]});
         let path = ports.path(&format!("/{id}/comments"));
-        let calls = (0..RACERS).map(|i| keyed(through(&a, &b, i), Method::PUT, &path, &member, &comment_key, &comment));
+        let calls = (0..RACERS).map(|i| through(&a, &b, i).keyed(Method::PUT, &path, &member, &comment_key, &comment));
         let results = futures_util::future::join_all(calls).await;
         made_once(round, &results, 200);
         let doc = settled(&a.sys.couch, "port_requests", &id).await;
@@ -92,13 +79,8 @@ async fn one_idempotency_key_makes_one_change() {
 }
 
 async fn import(app: &TestApp, path: &str, token: &str, csv: String) -> (u16, Value) {
-    let resp = app
-        .request(Method::POST, path, Some(token))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        app.request(Method::POST, path, Some(token)).header("content-type", "text/csv").body(csv).send().await.unwrap();
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     (status, if status == 200 { body["data"].clone() } else { body })
@@ -126,8 +108,7 @@ async fn one_file_imported_twice_at_once_makes_each_request_once() {
                 numbers.entry(key.clone()).or_default().push(n);
             }
         }
-        let (ra, rb) =
-            tokio::join!(import(&a, &path, &member, csv.clone()), import(&b, &path, &member, csv.clone()));
+        let (ra, rb) = tokio::join!(import(&a, &path, &member, csv.clone()), import(&b, &path, &member, csv.clone()));
         let mut made: BTreeMap<String, usize> = BTreeMap::new();
         for (status, report) in [&ra, &rb] {
             assert_eq!(*status, 200, "round {round}: {report}");
