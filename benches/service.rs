@@ -7,9 +7,9 @@
 
 use kazoo_port_requests::bootstrap;
 use kazoo_port_requests::configuration::CouchSettings;
-use kazoo_port_requests::couch::Couch;
 use kazoo_port_requests::domain::ids::new_doc_id;
 use kazoo_port_requests::domain::time::now_gregorian;
+use kazoo_port_requests::store::Couch;
 use rand::Rng;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -139,7 +139,7 @@ impl Ctx {
         let couch_url = couch_url.to_owned();
         let settings = CouchSettings::parse(&couch_url, Duration::from_secs(120)).unwrap();
         let couch = Couch::new(&settings).unwrap();
-        bootstrap::ensure_service_databases(&couch).await.unwrap();
+        bootstrap::ensure_databases(&couch).await.unwrap();
         Ctx { couch, couch_url, http: reqwest::Client::new() }
     }
 
@@ -152,7 +152,8 @@ impl Ctx {
             self.couch.bulk_save("accounts", &[doc]).await.unwrap();
             return None;
         }
-        bootstrap::create_account_docs(&self.couch, &doc).await.unwrap();
+        let typed = serde_json::from_value(doc).unwrap();
+        bootstrap::create_account_docs(&self.couch, &typed).await.unwrap();
         let user = new_doc_id();
         let db = kazoo_port_requests::domain::ids::AccountId::parse(id).unwrap().db_name();
         let mut user_doc = json!({"_id": user, "pvt_type": "user", "first_name": "Bench", "last_name": name,
@@ -663,6 +664,11 @@ async fn service_html(ctx: &Ctx, id: &str) -> String {
     let master = doc["pvt_tree"][0].as_str().unwrap().to_owned();
     let master_db = kazoo_port_requests::domain::ids::AccountId::parse(&master).unwrap().db_name();
     let reseller = ctx.couch.get(&master_db, &master).await.unwrap().unwrap();
+    let (doc, account, reseller) = (
+        kazoo_port_requests::domain::port_request::PortRequest::from_stored(doc).unwrap(),
+        serde_json::from_value(account).unwrap(),
+        serde_json::from_value(reseller).unwrap(),
+    );
     let data = template_data(&doc, &account, &reseller, chrono_tz::UTC, now_gregorian());
     let source = std::fs::read_to_string("templates/loa/loa.hbs").unwrap();
     handlebars::Handlebars::new().render_template(&source, &data).unwrap()
@@ -813,7 +819,7 @@ impl Raw<'_> {
 
     /// A read of the numbers database (is the number in service?).
     async fn numbers_read(&self, number: &str) {
-        let db = kazoo_port_requests::couch::encode(&format!("numbers/{}", &number[..5]));
+        let db = kazoo_port_requests::store::couch::encode(&format!("numbers/{}", &number[..5]));
         let r = self
             .ctx
             .http
@@ -851,7 +857,7 @@ impl Raw<'_> {
     /// The number documents of a completion (its numbers database and the account's), with the
     /// attempt's journal, at once.
     async fn completion_writes(&self, number: &str) {
-        let db = kazoo_port_requests::couch::encode(&format!("numbers/{}", &number[..5]));
+        let db = kazoo_port_requests::store::couch::encode(&format!("numbers/{}", &number[..5]));
         let doc = |t: &str| json!({"docs": [{"_id": new_doc_id(), "pvt_type": t}]});
         let path = format!("/{db}/_bulk_docs?w={}", self.w);
         let scratch = format!("/bench_scratch/_bulk_docs?w={}", self.w);

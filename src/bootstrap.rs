@@ -4,11 +4,50 @@
 
 use crate::auth::jwt;
 use crate::configuration::Settings;
-use crate::couch::{Couch, NewAttachment, StoreError, dbs, design};
+use crate::domain::documents::account::{AccountDoc, ConfigDoc, SystemKeyDoc, UserDoc};
+use crate::domain::documents::fields::Slot;
 use crate::domain::ids::{AccountId, derived_id, new_doc_id};
 use crate::domain::time::now_gregorian;
+use crate::store::couch::NewAttachment;
+use crate::store::{Couch, Document, StoreError, dbs, views};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
+
+impl Document for AccountDoc {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+    fn set_rev(&mut self, rev: String) {
+        self.rev = Slot::Set(rev);
+    }
+}
+
+impl Document for UserDoc {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+    fn set_rev(&mut self, rev: String) {
+        self.rev = Slot::Set(rev);
+    }
+}
+
+impl Document for ConfigDoc {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+    fn set_rev(&mut self, rev: String) {
+        self.rev = Slot::Set(rev);
+    }
+}
+
+impl Document for SystemKeyDoc {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn set_rev(&mut self, rev: String) {
+        self.rest.insert("_rev".into(), json!(rev));
+    }
+}
 
 pub async fn connect(settings: &Settings) -> anyhow::Result<Couch> {
     let couch = Couch::new(&settings.couchdb)?;
@@ -19,46 +58,16 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Couch> {
     Ok(couch)
 }
 
-/// What `serve` needs: `port_requests` with Kazoo's design doc and ours.
-pub async fn ensure_service_databases(couch: &Couch) -> Result<(), StoreError> {
-    design::ensure_port_requests_db(couch).await
-}
-
-const CLAIMS_ADOPTED: &str = "claims_adopted";
-
-/// Makes the number claims of every open request that lacks them (requests Kazoo or an older
-/// version wrote), and notes that it was done. Returns how many claims were made.
-pub async fn adopt_claims(couch: &Couch) -> Result<usize, StoreError> {
-    crate::notify::ensure_db(couch).await?;
-    let made = crate::port_requests::numbers::adopt_all(couch).await?;
-    let mut mark = json!({ "_id": CLAIMS_ADOPTED, "pvt_type": "marker", "at": now_gregorian() });
-    if let Some(existing) = couch.get(dbs::SERVICE, CLAIMS_ADOPTED).await? {
-        mark["_rev"] = existing["_rev"].clone();
-    }
-    match couch.save(dbs::SERVICE, &mut mark).await {
-        Ok(_) | Err(StoreError::Conflict) => Ok(made),
-        Err(e) => Err(e),
-    }
-}
-
-/// On the first start against a database, adopts the claims in the background (later
-/// changes written elsewhere are adopted by the delivery follower).
-pub fn spawn_claim_adoption(state: actix_web::web::Data<crate::state::AppState>) {
-    tokio::spawn(async move {
-        match state.couch.get(dbs::SERVICE, CLAIMS_ADOPTED).await {
-            Ok(Some(_)) => {}
-            Ok(None) => match adopt_claims(&state.couch).await {
-                Ok(made) => tracing::info!(claims = made, "claimed the numbers of the open port requests"),
-                Err(e) => tracing::warn!(error = %e, "cannot claim the numbers of the open port requests"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot tell whether the open numbers are claimed"),
-        }
-    });
+/// What `serve` needs: `port_requests` with Kazoo's design doc and ours, and the service's
+/// database with its own.
+pub async fn ensure_databases(couch: &Couch) -> Result<(), StoreError> {
+    views::ensure_port_requests_db(couch).await?;
+    views::ensure_service_db(couch).await
 }
 
 /// Creates `doc` unless a document with its id exists. Returns whether it was created.
-async fn create_if_missing(couch: &Couch, db: &str, mut doc: Value) -> Result<bool, StoreError> {
-    match couch.save(db, &mut doc).await {
+async fn create_if_missing<T: Document>(couch: &Couch, db: &str, mut doc: T) -> Result<bool, StoreError> {
+    match couch.save_doc(db, &mut doc).await {
         Ok(_) => Ok(true),
         Err(StoreError::Conflict) => Ok(false),
         Err(e) => Err(e),
@@ -78,16 +87,16 @@ pub struct DemoOutput {
 /// Sets `default.<key>` on a `system_config` doc unless it already has a value.
 async fn config_default(couch: &Couch, id: &str, key: &str, value: Value) -> Result<Value, StoreError> {
     loop {
-        let mut doc = couch.get(dbs::SYSTEM_CONFIG, id).await?.unwrap_or_else(|| json!({ "_id": id }));
-        if let Some(existing) = doc.get("default").and_then(|d| d.get(key)).filter(|v| !v.is_null()) {
+        let mut doc = couch.get_doc::<ConfigDoc>(dbs::SYSTEM_CONFIG, id).await?.unwrap_or_else(|| {
+            let mut fresh = ConfigDoc::default();
+            fresh.id.set(id.to_owned());
+            fresh
+        });
+        if let Some(existing) = doc.value(key).filter(|v| !v.is_null()) {
             return Ok(existing.clone());
         }
-        if !doc.get("default").is_some_and(Value::is_object) {
-            doc["default"] = json!({});
-        }
-        doc["default"][key] = value.clone();
-        doc["pvt_type"] = json!("config");
-        match couch.save(dbs::SYSTEM_CONFIG, &mut doc).await {
+        doc.set_default(key, value.clone());
+        match couch.save_doc(dbs::SYSTEM_CONFIG, &mut doc).await {
             Ok(_) => return Ok(value),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e),
@@ -99,11 +108,7 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
     let doc = match couch.get(dbs::SYSTEM_AUTH, kid).await? {
         Some(doc) => doc,
         None => {
-            let mut doc = json!({ "_id": kid, "pvt_type": "system_key", "pvt_created": now_gregorian() });
-            match couch.save(dbs::SYSTEM_AUTH, &mut doc).await {
-                Ok(_) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
+            create_if_missing(couch, dbs::SYSTEM_AUTH, SystemKeyDoc::new(kid, now_gregorian())).await?;
             couch.get(dbs::SYSTEM_AUTH, kid).await?.ok_or(StoreError::NotFound)?
         }
     };
@@ -126,8 +131,9 @@ async fn ensure_system_key(couch: &Couch, kid: &str) -> Result<(), StoreError> {
 }
 
 /// Writes an account document to its own database and the `accounts` copy.
-pub async fn create_account_docs(couch: &Couch, doc: &Value) -> Result<(), StoreError> {
-    let id = AccountId::parse(doc["_id"].as_str().unwrap_or_default()).map_err(|e| StoreError::Fault(e.to_string()))?;
+pub async fn create_account_docs(couch: &Couch, doc: &AccountDoc) -> Result<(), StoreError> {
+    let id =
+        doc.id.as_deref().and_then(AccountId::from_any).ok_or_else(|| StoreError::Fault("not an account id".into()))?;
     couch.ensure_db(&id.db_name()).await?;
     create_if_missing(couch, &id.db_name(), doc.clone()).await?;
     create_if_missing(couch, dbs::ACCOUNTS, doc.clone()).await?;
@@ -142,46 +148,24 @@ pub async fn demo(couch: &Couch) -> anyhow::Result<DemoOutput> {
     let master = AccountId::from_any(master.as_str().unwrap_or_default())
         .ok_or_else(|| anyhow!("system_config/accounts master_account_id is not an account id"))?;
     let now = now_gregorian();
-    create_account_docs(
-        couch,
-        &json!({
-            "_id": master.as_str(),
-            "name": "Master Account",
-            "realm": "master.localhost",
-            "timezone": "UTC",
-            "pvt_type": "account",
-            "pvt_account_id": master.as_str(),
-            "pvt_account_db": master.db_name(),
-            "pvt_tree": [],
-            "pvt_enabled": true,
-            "pvt_superduper_admin": true,
-            "pvt_signature_secret": random_secret(),
-            "pvt_api_key": random_secret() + &random_secret(),
-            "pvt_created": now,
-            "pvt_modified": now,
-        }),
-    )
-    .await?;
+    let mut account = AccountDoc::new(&master, "Master Account", now);
+    account.realm.set("master.localhost".into());
+    account.timezone.set("UTC".into());
+    account.superduper_admin.set(true);
+    account.signature_secret.set(random_secret());
+    account.api_key.set(random_secret() + &random_secret());
+    create_account_docs(couch, &account).await?;
 
     let admin_id = derived_id(&format!("demo-admin-{master}"));
-    create_if_missing(
-        couch,
-        &master.db_name(),
-        json!({
-            "_id": admin_id,
-            "pvt_type": "user",
-            "username": "admin",
-            "first_name": "Demo",
-            "last_name": "Admin",
-            "email": "admin@master.localhost",
-            "priv_level": "admin",
-            "pvt_signature_secret": random_secret(),
-            "pvt_account_id": master.as_str(),
-            "pvt_created": now,
-            "pvt_modified": now,
-        }),
-    )
-    .await?;
+    let mut admin = UserDoc::new(&master, now);
+    admin.id.set(admin_id.clone());
+    admin.username.set("admin".into());
+    admin.first_name.set("Demo".into());
+    admin.last_name.set("Admin".into());
+    admin.email.set("admin@master.localhost".into());
+    admin.priv_level.set("admin".into());
+    admin.signature_secret.set(random_secret());
+    create_if_missing(couch, &master.db_name(), admin).await?;
 
     let kid = config_default(couch, "auth", "system_key", json!(new_doc_id())).await?;
     let kid = kid.as_str().ok_or_else(|| anyhow!("system_config/auth system_key is not a string"))?.to_owned();
@@ -193,14 +177,15 @@ pub async fn demo(couch: &Couch) -> anyhow::Result<DemoOutput> {
 }
 
 /// Signs a token for an account (and user) with the system key, as crossbar would after a
-/// login. A missing `pvt_signature_secret` is created, as Kazoo does on first use.
+/// login. A missing signature secret is created, as Kazoo does on first use.
 pub async fn token(couch: &Couch, account_id: &str, user_id: Option<&str>, ttl: i64) -> anyhow::Result<String> {
     let account = AccountId::from_any(account_id).ok_or_else(|| anyhow!("'{account_id}' is not an account id"))?;
-    let auth = couch.get(dbs::SYSTEM_CONFIG, "auth").await?.unwrap_or_default();
-    let kid = auth["default"]["system_key"]
-        .as_str()
+    let auth = couch.get_doc::<ConfigDoc>(dbs::SYSTEM_CONFIG, "auth").await?.unwrap_or_default();
+    let kid = auth
+        .value("system_key")
+        .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("system_config/auth has no default.system_key (run bootstrap --demo)"))?;
-    let server_secret = auth["default"]["secret_for_user_signature"].as_str().unwrap_or_default();
+    let server_secret = auth.value("secret_for_user_signature").and_then(Value::as_str).unwrap_or_default();
     let (_, pem) = couch
         .get_attachment(dbs::SYSTEM_AUTH, kid, "private_key.pem")
         .await?
@@ -208,17 +193,18 @@ pub async fn token(couch: &Couch, account_id: &str, user_id: Option<&str>, ttl: 
     let pem = String::from_utf8(pem.to_vec()).context("the system key is not text")?;
 
     let identity_doc_id = user_id.unwrap_or(account.as_str());
+    // the account and user documents share the key of the secret (`UserDoc` reads it for both)
     let identity_secret = loop {
         let mut doc = couch
-            .get(&account.db_name(), identity_doc_id)
+            .get_doc::<UserDoc>(&account.db_name(), identity_doc_id)
             .await?
             .ok_or_else(|| anyhow!("no document {identity_doc_id} in the database of account {account}"))?;
-        if let Some(secret) = doc.get("pvt_signature_secret").and_then(Value::as_str) {
-            break secret.to_owned();
+        if let Some(secret) = doc.signature_secret.get() {
+            break secret.clone();
         }
         let secret = random_secret();
-        doc["pvt_signature_secret"] = json!(secret);
-        match couch.save(&account.db_name(), &mut doc).await {
+        doc.signature_secret.set(secret.clone());
+        match couch.save_doc(&account.db_name(), &mut doc).await {
             Ok(_) => break secret,
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -58,8 +58,8 @@ async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
         }
         Command::Bootstrap { demo } => {
             let couch = bootstrap::connect(&settings).await?;
-            bootstrap::ensure_service_databases(&couch).await?;
-            let claims = bootstrap::adopt_claims(&couch).await?;
+            bootstrap::ensure_databases(&couch).await?;
+            let claims = crate::jobs::claim_adoption::adopt_all(&couch).await?;
             eprintln!("number claims made for open port requests: {claims}");
             if demo {
                 let out = bootstrap::demo(&couch).await?;

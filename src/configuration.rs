@@ -132,28 +132,57 @@ impl fmt::Debug for SmtpUrl {
     }
 }
 
-/// The notification outbox and its delivery worker.
+/// The delivery job: where this instance's events are delivered, and how.
 #[derive(Clone, Debug)]
-pub struct OutboxSettings {
-    /// Run the delivery worker in this process.
+pub struct DeliverySettings {
+    /// Run the delivery job in this process.
     pub worker: bool,
-    /// Instances sharing a queue share the work; each item is delivered once.
+    /// Instances sharing a queue share the work; each record is delivered once.
     pub queue: String,
+    /// How often due records are looked for when nothing wakes the sender.
     pub poll: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// Items still failing this long after they were queued are marked failed.
+    /// Records still failing this long after they were made are marked failed (also how far
+    /// back events are still delivered).
     pub give_up_after: Duration,
-    /// How long a claimed item stays with the instance that claimed it.
+    /// How long a record taken stays with the instance that took it.
     pub lease: Duration,
-    pub reminder_age: Duration,
-    pub reminder_interval: Duration,
-    /// How old the number documents of an unfinished completion must be before the repair pass
+}
+
+/// The unconfirmed reminders job.
+#[derive(Clone, Debug)]
+pub struct ReminderSettings {
+    pub on: bool,
+    /// How long a request may stay unconfirmed before a reminder (each such period).
+    pub age: Duration,
+    /// How often unconfirmed requests are looked for.
+    pub interval: Duration,
+}
+
+/// The background jobs this instance runs (`jobs`), each with its own switch.
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    pub delivery: DeliverySettings,
+    pub conflict_resolution: bool,
+    pub claim_adoption: bool,
+    pub completion_repair: bool,
+    /// How old the number documents of an unfinished completion must be before the repair
     /// removes them (it also runs this often).
     pub completion_grace: Duration,
+    pub reminders: ReminderSettings,
+    /// Removing expired `Idempotency-Key` records.
+    pub cleanup: bool,
+}
+
+/// Webhooks, of requests and of the Fone Dynamics API.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// Key of the `X-Signature-SHA256` HMAC on webhook bodies.
+    pub secret: Option<Secret>,
     /// Deliver webhooks to loopback and private addresses (off: a request could make the
     /// service call into the operator's network).
-    pub allow_private_webhooks: bool,
+    pub allow_private: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -188,9 +217,8 @@ pub struct Settings {
     pub allow_submitted_to_scheduled: Option<bool>,
     /// Per-number charge to accept when submitting (402 "accept charges" until accepted).
     pub port_activation_charge: Option<f64>,
-    /// Key of the `X-Signature-SHA256` HMAC on webhook bodies.
-    pub webhook_secret: Option<Secret>,
-    pub outbox: OutboxSettings,
+    pub webhooks: WebhookSettings,
+    pub jobs: JobSettings,
 }
 
 /// Raw values as they come from the environment or the command line.
@@ -260,37 +288,74 @@ pub struct SettingsArgs {
     /// Deliver webhooks to loopback/private addresses too.
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, global = true)]
     pub webhook_allow_private: bool,
-    /// Run the notification delivery worker in this process.
-    #[arg(long, env = "OUTBOX_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub outbox_worker: bool,
-    /// Outbox queue name: instances on one CouchDB with the same queue share deliveries.
-    #[arg(long, env = "OUTBOX_QUEUE", default_value = "default", global = true)]
-    pub outbox_queue: String,
-    /// Milliseconds between looks at the outbox when nothing wakes the worker.
-    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 1000, global = true)]
-    pub outbox_poll_ms: u64,
-    /// First retry delay in milliseconds; doubles each failure.
-    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", default_value_t = 5000, global = true)]
-    pub outbox_retry_base_ms: u64,
-    /// Longest retry delay in seconds.
-    #[arg(long, env = "OUTBOX_RETRY_MAX", default_value_t = 7200, global = true)]
-    pub outbox_retry_max: u64,
-    /// Seconds after which an undeliverable item is marked failed (at least a day).
-    #[arg(long, env = "OUTBOX_GIVE_UP", default_value_t = 172_800, global = true)]
-    pub outbox_give_up: u64,
-    /// Seconds a claimed item stays with its instance.
-    #[arg(long, env = "OUTBOX_LEASE", default_value_t = 120, global = true)]
-    pub outbox_lease: u64,
+    /// Run the delivery job (mails, webhooks, carrier push) in this process.
+    #[arg(long, env = "DELIVERY_WORKER", action = clap::ArgAction::Set, global = true)]
+    pub delivery_worker: Option<bool>,
+    /// Delivery queue name: instances on one CouchDB with the same queue share deliveries.
+    #[arg(long, env = "DELIVERY_QUEUE", global = true)]
+    pub delivery_queue: Option<String>,
+    /// Milliseconds between looks for due deliveries when nothing wakes the sender [default: 1000].
+    #[arg(long, env = "DELIVERY_POLL_MS", global = true)]
+    pub delivery_poll_ms: Option<u64>,
+    /// First retry delay of a failed delivery in milliseconds; doubles each failure [default: 5000].
+    #[arg(long, env = "DELIVERY_RETRY_BASE_MS", global = true)]
+    pub delivery_retry_base_ms: Option<u64>,
+    /// Longest retry delay in seconds [default: 7200].
+    #[arg(long, env = "DELIVERY_RETRY_MAX", global = true)]
+    pub delivery_retry_max: Option<u64>,
+    /// Seconds after which an undeliverable record is marked failed [default: 172800].
+    #[arg(long, env = "DELIVERY_GIVE_UP", global = true)]
+    pub delivery_give_up: Option<u64>,
+    /// Seconds a delivery record taken stays with its instance [default: 120].
+    #[arg(long, env = "DELIVERY_LEASE", global = true)]
+    pub delivery_lease: Option<u64>,
+    /// Resolve port requests held in conflicting revisions.
+    #[arg(long, env = "CONFLICT_RESOLUTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub conflict_resolution: bool,
+    /// Claim the numbers of open requests written elsewhere (Kazoo, older versions).
+    #[arg(long, env = "CLAIM_ADOPTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub claim_adoption: bool,
+    /// Undo the number documents of completions whose request was never saved.
+    #[arg(long, env = "COMPLETION_REPAIR", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub completion_repair: bool,
+    /// Seconds after which number documents of a completion whose request was never saved
+    /// (the process died in between) are removed; also how often that is looked for.
+    #[arg(long, env = "COMPLETION_GRACE", default_value_t = 120, global = true)]
+    pub completion_grace: u64,
+    /// Mail port_unconfirmed reminders (needs the delivery job).
+    #[arg(long, env = "REMINDERS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub reminders: bool,
     /// Seconds a request may stay unconfirmed before a port_unconfirmed reminder (each period).
     #[arg(long, env = "REMINDER_AGE", default_value_t = 604_800, global = true)]
     pub reminder_age: u64,
     /// Seconds between looks for unconfirmed requests.
     #[arg(long, env = "REMINDER_INTERVAL", default_value_t = 3600, global = true)]
     pub reminder_interval: u64,
-    /// Seconds after which number documents of a completion whose request was never saved
-    /// (the process died in between) are removed; also how often that is looked for.
-    #[arg(long, env = "COMPLETION_GRACE", default_value_t = 120, global = true)]
-    pub completion_grace: u64,
+    /// Remove the records of expired Idempotency-Keys (hourly).
+    #[arg(long, env = "CLEANUP", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub cleanup: bool,
+    /// Earlier names of the delivery settings, still read (the DELIVERY_* name wins).
+    #[command(flatten)]
+    pub legacy: LegacyArgs,
+}
+
+/// The `OUTBOX_*` names of earlier versions: aliases of the `DELIVERY_*` settings.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct LegacyArgs {
+    #[arg(long, env = "OUTBOX_WORKER", action = clap::ArgAction::Set, global = true, hide = true)]
+    pub outbox_worker: Option<bool>,
+    #[arg(long, env = "OUTBOX_QUEUE", global = true, hide = true)]
+    pub outbox_queue: Option<String>,
+    #[arg(long, env = "OUTBOX_POLL_MS", global = true, hide = true)]
+    pub outbox_poll_ms: Option<u64>,
+    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", global = true, hide = true)]
+    pub outbox_retry_base_ms: Option<u64>,
+    #[arg(long, env = "OUTBOX_RETRY_MAX", global = true, hide = true)]
+    pub outbox_retry_max: Option<u64>,
+    #[arg(long, env = "OUTBOX_GIVE_UP", global = true, hide = true)]
+    pub outbox_give_up: Option<u64>,
+    #[arg(long, env = "OUTBOX_LEASE", global = true, hide = true)]
+    pub outbox_lease: Option<u64>,
 }
 
 pub fn hostname() -> String {
@@ -303,6 +368,7 @@ pub fn hostname() -> String {
 
 impl SettingsArgs {
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let legacy = self.legacy.clone();
         if self.couchdb_timeout == 0 {
             return Err(invalid("COUCHDB_TIMEOUT", "must be at least 1 second"));
         }
@@ -356,19 +422,38 @@ impl SettingsArgs {
                 }
                 other => other.filter(|c| *c > 0.0),
             },
-            webhook_secret: self.webhook_secret.filter(|s| !s.is_empty()).map(Secret::new),
-            outbox: OutboxSettings {
-                worker: self.outbox_worker,
-                queue: self.outbox_queue,
-                poll: Duration::from_millis(self.outbox_poll_ms.max(10)),
-                retry_base: Duration::from_millis(self.outbox_retry_base_ms.max(10)),
-                retry_max: Duration::from_secs(self.outbox_retry_max.max(1)),
-                give_up_after: Duration::from_secs(self.outbox_give_up.max(1)),
-                lease: Duration::from_secs(self.outbox_lease.max(1)),
-                reminder_age: Duration::from_secs(self.reminder_age.max(1)),
-                reminder_interval: Duration::from_secs(self.reminder_interval.max(1)),
+            webhooks: WebhookSettings {
+                secret: self.webhook_secret.filter(|s| !s.is_empty()).map(Secret::new),
+                allow_private: self.webhook_allow_private,
+            },
+            jobs: JobSettings {
+                delivery: DeliverySettings {
+                    worker: self.delivery_worker.or(legacy.outbox_worker).unwrap_or(true),
+                    queue: self.delivery_queue.or(legacy.outbox_queue).unwrap_or_else(|| "default".into()),
+                    poll: Duration::from_millis(
+                        self.delivery_poll_ms.or(legacy.outbox_poll_ms).unwrap_or(1000).max(10),
+                    ),
+                    retry_base: Duration::from_millis(
+                        self.delivery_retry_base_ms.or(legacy.outbox_retry_base_ms).unwrap_or(5000).max(10),
+                    ),
+                    retry_max: Duration::from_secs(
+                        self.delivery_retry_max.or(legacy.outbox_retry_max).unwrap_or(7200).max(1),
+                    ),
+                    give_up_after: Duration::from_secs(
+                        self.delivery_give_up.or(legacy.outbox_give_up).unwrap_or(172_800).max(1),
+                    ),
+                    lease: Duration::from_secs(self.delivery_lease.or(legacy.outbox_lease).unwrap_or(120).max(1)),
+                },
+                conflict_resolution: self.conflict_resolution,
+                claim_adoption: self.claim_adoption,
+                completion_repair: self.completion_repair,
                 completion_grace: Duration::from_secs(self.completion_grace.max(1)),
-                allow_private_webhooks: self.webhook_allow_private,
+                reminders: ReminderSettings {
+                    on: self.reminders,
+                    age: Duration::from_secs(self.reminder_age.max(1)),
+                    interval: Duration::from_secs(self.reminder_interval.max(1)),
+                },
+                cleanup: self.cleanup,
             },
         })
     }
@@ -398,6 +483,26 @@ mod tests {
         assert_eq!(c.nodes[2].username.as_deref(), Some("u"));
         assert_eq!(c.display_url(), "http://a:5984,http://b:5984,http://c:5984");
         assert!(CouchSettings::parse(" , ", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn the_outbox_names_of_earlier_versions_still_work() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: SettingsArgs,
+        }
+        let parse = |args: &[&str]| Cli::parse_from([&["kpr"], args].concat()).settings.into_settings().unwrap();
+        let old = parse(&["--outbox-worker", "false", "--outbox-queue", "q1", "--outbox-lease", "30"]);
+        assert!(!old.jobs.delivery.worker);
+        assert_eq!(old.jobs.delivery.queue, "q1");
+        assert_eq!(old.jobs.delivery.lease, Duration::from_secs(30));
+        assert!(old.jobs.conflict_resolution && old.jobs.claim_adoption, "the other jobs have their own switches");
+        let both = parse(&["--outbox-queue", "old", "--delivery-queue", "new"]);
+        assert_eq!(both.jobs.delivery.queue, "new", "the new name wins");
+        let off = parse(&["--conflict-resolution", "false", "--reminders", "false"]);
+        assert!(off.jobs.delivery.worker && !off.jobs.conflict_resolution && !off.jobs.reminders.on);
     }
 
     #[test]

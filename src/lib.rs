@@ -1,26 +1,25 @@
 //! kazoo-port-requests: Kazoo 4.3's crossbar `port_requests` API as a standalone service.
 //!
-//! Layout: `domain` holds plain logic without I/O; `couch` and `directory` talk to CouchDB;
-//! `auth` checks Kazoo tokens; `http` is the crossbar envelope and request parsing; `routes`
-//! are the endpoints; `startup` wires it all into an actix-web server.
+//! A request goes `http` (envelope, parsing, authentication) → `routes` (or `pages`) → `app`
+//! (the use cases; every change through `app::write`, the one write path) → `domain` (the
+//! typed documents and the rules, no I/O) and `store` (CouchDB). `jobs` work in the
+//! background (deliveries, repairs); `channels` and `pdf` reach the outside. `startup` builds
+//! it all; `docs/architecture.md` draws it.
 
+pub mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod channels;
 pub mod cli;
 pub mod configuration;
-pub mod couch;
-pub mod directory;
 pub mod domain;
-pub mod email;
-pub mod error;
 pub mod http;
-pub mod loa;
+pub mod jobs;
 pub mod metrics;
-pub mod notify;
-pub mod port_requests;
+pub mod pages;
+pub mod pdf;
 pub mod routes;
-pub mod schema;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
-pub mod webhook;

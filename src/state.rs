@@ -1,28 +1,29 @@
-//! What every handler can reach.
+//! What the use cases, the jobs and the handlers reach: the settings and the connections to
+//! the outside (CouchDB through its repositories, SMTP, the LOA renderer, HTTP for webhooks).
 
 use crate::auth::Authenticator;
+use crate::channels::email::Mailer;
 use crate::configuration::Settings;
-use crate::couch::Couch;
-use crate::directory::Directory;
-use crate::email::Mailer;
-use crate::loa::LoaRenderer;
+use crate::pdf::LoaRenderer;
+use crate::store::Couch;
+use crate::store::directory::Directory;
+use crate::store::port_requests::PortRequests;
 
 /// How the service names itself to webhooks and carriers.
 pub const USER_AGENT: &str = concat!("kazoo-port-requests/", env!("CARGO_PKG_VERSION"));
 
 pub struct AppState {
     pub settings: Settings,
+    /// CouchDB, for the documents that have no repository of their own.
     pub couch: Couch,
+    /// Port requests: read as CouchDB holds them, written in their turn.
+    pub port_requests: PortRequests,
     pub directory: Directory,
     pub auth: Authenticator,
     pub loa: LoaRenderer,
     pub mailer: Mailer,
     /// For webhooks and the carrier push.
     pub http: reqwest::Client,
-    /// Port request documents read lately, used when CouchDB confirms they are current.
-    pub docs: crate::couch::cache::DocCache,
-    /// This instance's changes of one request, one at a time.
-    pub writes: crate::port_requests::queue::WriteQueue,
 }
 
 impl AppState {
@@ -38,7 +39,7 @@ impl AppState {
         );
         let mailer = Mailer::new(&settings)?;
         let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
-        let docs = crate::couch::cache::DocCache::new(settings.doc_cache);
-        Ok(Self { settings, couch, directory, auth, loa, mailer, http, docs, writes: Default::default() })
+        let port_requests = PortRequests::new(couch.clone(), settings.doc_cache);
+        Ok(Self { settings, couch, port_requests, directory, auth, loa, mailer, http })
     }
 }

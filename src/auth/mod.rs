@@ -2,12 +2,11 @@
 
 pub mod jwt;
 
-use crate::couch::{StoreError, dbs};
-use crate::directory::{Account, Directory};
 use crate::domain::ids::AccountId;
+use crate::store::directory::{Account, Directory};
+use crate::store::{StoreError, dbs};
 use jsonwebtoken::DecodingKey;
 use moka::future::Cache;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the one asking for a change.
+    pub fn who(&self) -> crate::app::write::Who {
+        crate::app::write::Who::account(self.account.clone(), self.owner_id.clone())
+    }
+
     pub fn account_id(&self) -> &AccountId {
         &self.account.id
     }
@@ -80,11 +84,9 @@ impl Authenticator {
 
     async fn identity_secret(&self, account: &Account, owner_id: Option<&str>) -> Result<String, AuthError> {
         let secret = match owner_id {
-            Some(user_id) => self
-                .directory
-                .user(&account.id, user_id)
-                .await?
-                .and_then(|u| u.get("pvt_signature_secret").and_then(Value::as_str).map(str::to_owned)),
+            Some(user_id) => {
+                self.directory.user(&account.id, user_id).await?.and_then(|u| u.signature_secret.get().cloned())
+            }
             None => account.signature_secret().map(str::to_owned),
         };
         secret.filter(|s| !s.is_empty()).ok_or(AuthError::Invalid("no identity secret"))

@@ -1,13 +1,14 @@
 //! The port authority walk of `kzd_port_requests:find_port_authority` (4.3), one step at a
 //! time, so the walk itself is plain logic and the caller does the reading.
 
+use super::documents::account::Whitelabel;
 use super::ids::AccountId;
 use serde_json::Value;
 
 /// `kzd_whitelabel:port_authority`: an account id in any of its spellings; a one-element
 /// array is accepted (Kazoo joins arrays), anything else counts as unset.
-pub fn whitelabel_authority(whitelabel: &Value) -> Option<AccountId> {
-    match whitelabel.get("port")?.get("authority")? {
+pub fn whitelabel_authority(whitelabel: &Whitelabel) -> Option<AccountId> {
+    match whitelabel.port.get()?.authority.get()? {
         Value::String(s) => AccountId::from_any(s),
         Value::Array(items) if items.len() == 1 => items[0].as_str().and_then(AccountId::from_any),
         _ => None,
@@ -55,14 +56,18 @@ mod tests {
         AccountId::parse(&format!("{:032x}", n)).unwrap()
     }
 
+    fn wl(v: serde_json::Value) -> Whitelabel {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn reads_whitelabel_spellings() {
         let a = id(7);
-        assert_eq!(whitelabel_authority(&json!({"port": {"authority": a.as_str()}})), Some(a.clone()));
-        assert_eq!(whitelabel_authority(&json!({"port": {"authority": [a.db_name()]}})), Some(a.clone()));
-        assert_eq!(whitelabel_authority(&json!({"port": {"authority": [a.as_str(), a.as_str()]}})), None);
-        assert_eq!(whitelabel_authority(&json!({"port": {"authority": "nope"}})), None);
-        assert_eq!(whitelabel_authority(&json!({})), None);
+        assert_eq!(whitelabel_authority(&wl(json!({"port": {"authority": a.as_str()}}))), Some(a.clone()));
+        assert_eq!(whitelabel_authority(&wl(json!({"port": {"authority": [a.db_name()]}}))), Some(a.clone()));
+        assert_eq!(whitelabel_authority(&wl(json!({"port": {"authority": [a.as_str(), a.as_str()]}}))), None);
+        assert_eq!(whitelabel_authority(&wl(json!({"port": {"authority": "nope"}}))), None);
+        assert_eq!(whitelabel_authority(&wl(json!({}))), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The end customer's link to a port request, and the signature given through it: plain rules
-//! over plain data. The I/O is in `crate::customer`.
+//! over the request document. The I/O is in `app::customer`.
 //!
 //! A link is `<request id>-<secret>`: the request id finds the document by key (no view that
 //! could lag), and only the SHA-256 of the secret is stored, so neither CouchDB nor a log holds
@@ -12,13 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::documents::fields::{List, Slot};
+use super::documents::port_request::{Attachment, PortRequest};
 use super::phone_number::to_e164;
 use super::validation::ValidationErrors;
 
-/// Where a request keeps its links (a private key: clients never see it).
-pub const LINKS: &str = "pvt_customer_links";
-/// Where a request keeps its signatures, newest last.
-pub const SIGNATURES: &str = "pvt_signatures";
 /// The attachment that holds the signed LOA.
 pub const SIGNED_LOA: &str = "signed_loa.pdf";
 
@@ -111,13 +109,6 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn links(doc: &Value) -> Vec<Link> {
-    doc.get(LINKS)
-        .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect())
-        .unwrap_or_default()
-}
-
 /// What a token opens on this request.
 #[derive(Debug, PartialEq)]
 pub enum Access {
@@ -128,10 +119,10 @@ pub enum Access {
     Unknown,
 }
 
-pub fn access(doc: &Value, secret: &str, now: i64) -> Access {
+pub fn access(doc: &PortRequest, secret: &str, now: i64) -> Access {
     let hash = sha256_hex(secret.as_bytes());
-    match links(doc).into_iter().find(|l| same(&l.secret_sha256, &hash)) {
-        Some(l) if l.is_live(now) => Access::Open(l),
+    match doc.links().find(|l| same(&l.secret_sha256, &hash)) {
+        Some(l) if l.is_live(now) => Access::Open(l.clone()),
         Some(_) => Access::Gone,
         None => Access::Unknown,
     }
@@ -148,32 +139,38 @@ pub fn expiry_days(asked: Option<&Value>) -> Result<i64, String> {
     }
 }
 
+/// The request's links, to change: a list that cannot be read is replaced (no link in it can
+/// open anything).
+fn links_mut(doc: &mut PortRequest) -> &mut List<Link> {
+    if !matches!(doc.customer_links, Slot::Set(_)) {
+        doc.customer_links = Slot::Set(List::default());
+    }
+    doc.customer_links.get_or_default()
+}
+
 /// Adds `link` and revokes every older live one (a new link replaces them).
-pub fn add_link(doc: &mut Value, link: Link, now: i64) {
-    let mut all = links(doc);
-    for l in &mut all {
+pub fn add_link(doc: &mut PortRequest, link: Link, now: i64) {
+    let all = links_mut(doc);
+    for l in all.iter_mut() {
         if l.revoked.is_none() {
             l.revoked = Some(now);
         }
     }
     all.push(link);
-    let excess = all.len().saturating_sub(KEPT);
-    all.drain(..excess);
-    doc[LINKS] = json!(all);
+    all.keep_last(KEPT);
 }
 
 /// Revokes every live link; returns how many were.
-pub fn revoke_all(doc: &mut Value, now: i64) -> usize {
-    let mut all = links(doc);
+pub fn revoke_all(doc: &mut PortRequest, now: i64) -> usize {
+    if !doc.links().any(|l| l.is_live(now)) {
+        return 0;
+    }
     let mut n = 0;
-    for l in &mut all {
+    for l in links_mut(doc).iter_mut() {
         if l.is_live(now) {
             l.revoked = Some(now);
             n += 1;
         }
-    }
-    if n > 0 {
-        doc[LINKS] = json!(all);
     }
     n
 }
@@ -222,19 +219,25 @@ pub fn corrections(form: &Map<String, Value>) -> Result<Value, ValidationErrors>
 }
 
 /// The fields the LOA shows, hashed: a signature holds for this value only.
-pub fn loa_fields_sha256(doc: &Value) -> String {
-    let pick = |k: &str| doc.get(k).cloned().unwrap_or(Value::Null);
-    let mut numbers: Vec<&String> =
-        doc.get("numbers").and_then(Value::as_object).map(|n| n.keys().collect()).unwrap_or_default();
-    numbers.sort();
+pub fn loa_fields_sha256(doc: &PortRequest) -> String {
+    fn pick<T: Serialize>(slot: &Slot<T>) -> Value {
+        match slot {
+            Slot::Absent => Value::Null,
+            other => serde_json::to_value(other).unwrap_or(Value::Null),
+        }
+    }
+    let numbers: Value = match &doc.numbers {
+        Slot::Set(n) => json!(n.keys().collect::<Vec<_>>()),
+        other => pick(other),
+    };
     let shown = json!({
         "numbers": numbers,
-        "bill": pick("bill"),
-        "name": pick("name"),
-        "signee_name": pick("signee_name"),
-        "transfer_date": pick("transfer_date"),
-        "winning_carrier": pick("winning_carrier"),
-        "reference_number": pick("reference_number"),
+        "bill": pick(&doc.bill),
+        "name": pick(&doc.name),
+        "signee_name": pick(&doc.signee_name),
+        "transfer_date": pick(&doc.transfer_date),
+        "winning_carrier": pick(&doc.winning_carrier),
+        "reference_number": pick(&doc.reference_number),
     });
     // serde_json's maps are sorted: the same fields give the same text
     sha256_hex(shown.to_string().as_bytes())
@@ -273,40 +276,40 @@ pub struct Voided {
 pub const CONSENT: &str = "I agree that my typed name and drawn signature sign this Letter of Authorization \
     electronically, with the same effect as a handwritten signature.";
 
-pub fn signatures(doc: &Value) -> Vec<Signature> {
-    doc.get(SIGNATURES)
-        .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|v| serde_json::from_value(v.clone()).ok()).collect())
-        .unwrap_or_default()
-}
-
 /// The signature that holds (the newest, unless voided).
-pub fn current_signature(doc: &Value) -> Option<Signature> {
-    signatures(doc).pop().filter(|s| s.voided.is_none())
+pub fn current_signature(doc: &PortRequest) -> Option<&Signature> {
+    doc.signature_list().next_back().filter(|s| s.voided.is_none())
 }
 
-pub fn add_signature(doc: &mut Value, s: Signature) {
-    let mut all = signatures(doc);
-    all.push(s);
-    doc[SIGNATURES] = json!(all);
+/// Adds a signature, with the signed letter as an inline attachment of the same write.
+pub fn add_signature(doc: &mut PortRequest, s: Signature, signed_pdf: &[u8]) {
+    if !matches!(doc.signatures, Slot::Set(_)) {
+        doc.signatures = Slot::Set(List::default());
+    }
+    doc.signatures.get_or_default().push(s);
+    let letter = Attachment {
+        content_type: Slot::Set("application/pdf".into()),
+        data: Slot::Set(STANDARD.encode(signed_pdf)),
+        ..Attachment::default()
+    };
+    if !matches!(doc.attachments, Slot::Set(_)) {
+        doc.attachments = Slot::Set(Default::default());
+    }
+    doc.attachments.get_or_default().insert(SIGNED_LOA.into(), letter);
 }
 
 /// Voids the current signature of a document about to be saved if a field the LOA shows has
 /// changed since it was given; the signing date goes with it (the letter is unsigned again).
 /// Returns whether it did.
-pub fn void_if_changed(doc: &mut Value, now: i64) -> bool {
+pub fn void_if_changed(doc: &mut PortRequest, now: i64) -> bool {
     let Some(current) = current_signature(doc) else { return false };
     if current.fields_sha256 == loa_fields_sha256(doc) {
         return false;
     }
-    let mut all = signatures(doc);
-    if let Some(last) = all.last_mut() {
+    if let Some(last) = doc.signatures.get_mut().and_then(|l| l.iter_mut().next_back()) {
         last.voided = Some(Voided { at: now, reason: "a field the letter shows changed after it was signed".into() });
     }
-    doc[SIGNATURES] = json!(all);
-    if let Some(o) = doc.as_object_mut() {
-        o.remove("signing_date");
-    }
+    doc.signing_date.clear();
     true
 }
 
@@ -375,9 +378,15 @@ mod tests {
         assert_ne!(new_secret(), s);
     }
 
+    fn doc(v: Value) -> PortRequest {
+        let mut v = v;
+        v["_id"] = json!("p");
+        PortRequest::from_stored(v).unwrap()
+    }
+
     #[test]
     fn a_new_link_revokes_the_old_and_expired_links_are_gone() {
-        let mut doc = json!({});
+        let mut doc = doc(json!({}));
         add_link(&mut doc, link("a", "one", 100), 10);
         assert!(matches!(access(&doc, "one", 50), Access::Open(l) if l.id == "a"));
         assert_eq!(access(&doc, "one", 100), Access::Gone);
@@ -388,7 +397,7 @@ mod tests {
         assert_eq!(revoke_all(&mut doc, 30), 1);
         assert_eq!(access(&doc, "two", 50), Access::Gone);
         assert_eq!(revoke_all(&mut doc, 31), 0);
-        assert!(!doc.to_string().contains("\"two\""), "the secret itself is never stored");
+        assert!(!doc.to_value().to_string().contains("\"two\""), "the secret itself is never stored");
     }
 
     #[test]
@@ -419,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_change_the_letter_shows_voids_the_signature() {
-        let mut doc = json!({"numbers": {"+14155550001": {}}, "bill": {"name": "Jo"}, "signing_date": 5});
+        let mut doc = doc(json!({"numbers": {"+14155550001": {}}, "bill": {"name": "Jo"}, "signing_date": 5}));
         let s = Signature {
             signer_name: "Jo".into(),
             ip: "127.0.0.1".into(),
@@ -433,15 +442,16 @@ mod tests {
             consent: CONSENT.into(),
             voided: None,
         };
-        add_signature(&mut doc, s);
-        doc["ui_metadata"] = json!({"x": 1});
+        add_signature(&mut doc, s, b"%PDF");
+        assert_eq!(doc.attachment(SIGNED_LOA).and_then(|a| a.content_type.as_deref()), Some("application/pdf"));
+        doc.rest.insert("ui_metadata".into(), json!({"x": 1}));
         assert!(!void_if_changed(&mut doc, 9), "a field the letter does not show");
         assert!(current_signature(&doc).is_some());
-        doc["bill"]["account_number"] = json!("123");
+        doc.bill.get_mut().unwrap().account_number.set("123".into());
         assert!(void_if_changed(&mut doc, 9));
         assert!(current_signature(&doc).is_none());
-        assert_eq!(signatures(&doc)[0].voided.as_ref().unwrap().at, 9);
-        assert!(doc.get("signing_date").is_none());
+        assert_eq!(doc.signature_list().next().unwrap().voided.as_ref().unwrap().at, 9);
+        assert!(doc.signing_date.is_absent());
         assert!(!void_if_changed(&mut doc, 10), "voided once");
     }
 

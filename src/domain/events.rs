@@ -1,20 +1,18 @@
-//! What happened to a port request, recorded in the request itself (`pvt_events`), and which
+//! What happened to a port request, recorded in the request itself (its events), and which
 //! deliveries each event causes.
 //!
 //! A change and its notifications are one write: the request's own save carries the event, with
 //! a stable id. Delivery workers derive one delivery record per event and channel from the saved
 //! document, with an id made from the event's, so whoever derives it gets the same record.
 
-use super::comments;
+use super::documents::fields::{List, Slot};
+use super::documents::port_request::{Comment, PortRequest};
 use super::notifications::{
     Audience, emails_for_comment, emails_for_number_progress, emails_for_signature, emails_for_state,
 };
+use super::phone_number::PhoneNumber;
 use super::port_state::PortState;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-
-/// Where a request keeps its events (a private key: clients never see it).
-pub const KEY: &str = "pvt_events";
 
 /// How many events a request keeps; older ones were delivered long ago.
 pub const KEPT: usize = 100;
@@ -52,13 +50,13 @@ pub enum What {
     },
     Comment {
         /// The comment as stored.
-        comment: Value,
+        comment: Comment,
     },
     /// The end customer signed the LOA through a customer link.
     Signature { signer_name: String, link_id: String },
     /// One number moved on its own (per-number progress).
     NumberProgress {
-        number: String,
+        number: PhoneNumber,
         state: PortState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<PortState>,
@@ -118,7 +116,7 @@ impl Event {
         let (emails, webhook, push) = match &self.what {
             What::Transition { state, carrier_push, .. } => (emails_for_state(*state), "transition", *carrier_push),
             What::Comment { comment } => {
-                let hook = if comments::is_private(comment) { "" } else { "comment" };
+                let hook = if comment.is_private() { "" } else { "comment" };
                 (emails_for_comment(comment), hook, false)
             }
             What::Signature { .. } => (emails_for_signature(), "signature", false),
@@ -143,30 +141,25 @@ impl Event {
     }
 }
 
-/// The events a stored request carries (unreadable entries are skipped).
-pub fn of(doc: &Value) -> Vec<Event> {
-    doc.get(KEY)
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(|e| serde_json::from_value(e.clone()).ok()).collect())
-        .unwrap_or_default()
-}
-
-/// Adds events to a request about to be saved, keeping the newest `KEPT`.
-pub fn record(doc: &mut Value, new: &[Event]) {
+/// Adds events to a request about to be saved, keeping the newest `KEPT`. A list that cannot
+/// be read is replaced: its events were delivered long ago or never will be.
+pub fn record(doc: &mut PortRequest, new: &[Event]) {
     if new.is_empty() {
         return;
     }
-    let mut list: Vec<Value> = doc.get(KEY).and_then(Value::as_array).cloned().unwrap_or_default();
-    list.extend(new.iter().map(|e| json!(e)));
-    let excess = list.len().saturating_sub(KEPT);
-    list.drain(..excess);
-    doc[KEY] = Value::Array(list);
+    if !matches!(doc.events, Slot::Set(_)) {
+        doc.events = Slot::Set(List::default());
+    }
+    let list = doc.events.get_or_default();
+    for e in new {
+        list.push(e.clone());
+    }
+    list.keep_last(KEPT);
 }
 
 /// The delivery record ids of every event of `queue` a request carries, with their event.
-pub fn record_ids(doc: &Value, queue: &str) -> Vec<(String, Event, Delivery)> {
-    of(doc)
-        .into_iter()
+pub fn record_ids(doc: &PortRequest, queue: &str) -> Vec<(String, Event, Delivery)> {
+    doc.events()
         .filter(|e| e.queue == queue)
         .flat_map(|e| e.deliveries().into_iter().map(move |d| (d.record_id(&e.id), e.clone(), d)))
         .collect()
@@ -180,6 +173,7 @@ pub fn reminder_record_id(port_request_id: &str, period: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn transition(state: PortState, webhook: bool, push: bool) -> Event {
         Event {
@@ -220,25 +214,33 @@ mod tests {
             id: "c".into(),
             queue: "q".into(),
             at: 1,
-            what: What::Comment { comment: json!({"content": "x", "is_private": true}) },
+            what: What::Comment { comment: comment(json!({"content": "x", "is_private": true})) },
             webhook_url: Some("https://hooks.example.com".into()),
         };
         assert_eq!(private.deliveries(), vec![Delivery::email("port_comment", Audience::Authority)]);
-        let public = Event { what: What::Comment { comment: json!({"content": "x"}) }, ..private };
+        let public = Event { what: What::Comment { comment: comment(json!({"content": "x"})) }, ..private };
         assert_eq!(public.deliveries().len(), 3);
+    }
+
+    fn comment(v: serde_json::Value) -> Comment {
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn events_round_trip_through_the_document_and_old_ones_go() {
-        let mut doc = json!({"_id": "p"});
+        let mut doc = PortRequest::from_stored(json!({"_id": "p"})).unwrap();
         let e = transition(PortState::Pending, true, false);
         record(&mut doc, std::slice::from_ref(&e));
-        assert_eq!(doc[KEY][0]["type"], "transition");
-        assert_eq!(doc[KEY][0]["state"], "pending");
-        assert_eq!(of(&doc), vec![e.clone()]);
+        let v = doc.to_value();
+        let stored = PortRequest::from_stored(v.clone()).unwrap().stored_private("events");
+        assert_eq!(stored[0]["type"], "transition");
+        assert_eq!(stored[0]["state"], "pending");
+        let doc = PortRequest::from_stored(v).unwrap();
+        assert_eq!(doc.events().cloned().collect::<Vec<_>>(), vec![e.clone()]);
+        let mut doc = doc;
         let many: Vec<Event> = (0..KEPT + 5).map(|i| Event { id: format!("e{i}"), ..e.clone() }).collect();
         record(&mut doc, &many);
-        let kept = of(&doc);
+        let kept: Vec<Event> = doc.events().cloned().collect();
         assert_eq!(kept.len(), KEPT);
         assert_eq!(kept.last().unwrap().id, format!("e{}", KEPT + 4));
         assert!(record_ids(&doc, "other").is_empty());

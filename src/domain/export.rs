@@ -2,8 +2,10 @@
 //! one request per line (its public view, per-number progress included). Plain functions over
 //! one listed request at a time, so an export of any size streams through.
 
+use super::documents::fields::Slot;
+use super::documents::port_request::PortRequest;
 use super::number_progress;
-use super::port_state::PortState;
+use serde::Serialize;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,23 +67,27 @@ fn text(v: Option<&Value>) -> String {
     }
 }
 
+/// A field's text as stored (empty when absent).
+fn field<T: Serialize>(slot: &Slot<T>) -> String {
+    match slot {
+        Slot::Absent => String::new(),
+        other => text(serde_json::to_value(other).ok().as_ref()),
+    }
+}
+
 /// The CSV rows of one stored request: one per number, wherever it is (on the request, ported
 /// or canceled); a request without numbers still gets a row.
-pub fn csv_rows(doc: &Value) -> Vec<Vec<String>> {
-    let request = [
-        text(doc.get("_id")),
-        text(doc.get("pvt_account_id")),
-        text(doc.get("name")),
-        PortState::of_doc(doc).to_string(),
-    ];
+pub fn csv_rows(doc: &PortRequest) -> Vec<Vec<String>> {
+    let request = [doc.id.to_string(), field(&doc.account_id), field(&doc.name), text(Some(&doc.shown_state()))];
+    let bill = doc.bill();
     let tail = [
-        text(doc.pointer("/bill/carrier")),
-        text(doc.pointer("/bill/name")),
-        text(doc.get("reference_number")),
-        text(doc.get("transfer_date")),
-        text(doc.get("scheduled_date")),
-        text(doc.get("pvt_created")),
-        text(doc.get("pvt_modified")),
+        bill.map(|b| field(&b.carrier)).unwrap_or_default(),
+        bill.map(|b| field(&b.name)).unwrap_or_default(),
+        field(&doc.reference_number),
+        field(&doc.transfer_date),
+        field(&doc.scheduled_date),
+        field(&doc.created),
+        field(&doc.modified),
     ];
     let numbers = number_progress::all(doc);
     let row = |number: &str, progress: Option<&Value>| {
@@ -124,6 +130,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const A1: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn formats_are_asked_by_query_or_header() {
         assert_eq!(Format::asked(Some("csv"), None), Some(Format::Csv));
@@ -137,13 +145,13 @@ mod tests {
 
     #[test]
     fn a_row_per_number_with_where_it_is() {
-        let doc = json!({
-            "_id": "r1", "pvt_account_id": "a1", "name": "Acme, \"HQ\"", "pvt_port_state": "pending",
-            "bill": {"carrier": "Telco", "name": "Acme"}, "pvt_created": 63_900_000_000_i64, "pvt_modified": 63_900_000_100_i64,
-            "numbers": {"+14155550100": {}},
-            "pvt_ported_numbers": {"+14155550101": {}},
-            "pvt_number_progress": {"+14155550101": {"state": "completed", "reason": "early", "timestamp": 63_900_000_050_i64}},
-        });
+        let doc = PortRequest::stored_with(
+            json!({"_id": "r1", "name": "Acme, \"HQ\"", "bill": {"carrier": "Telco", "name": "Acme"},
+                   "numbers": {"+14155550100": {}}}),
+            json!({"account_id": A1, "port_state": "pending", "created": 63_900_000_000_i64, "modified": 63_900_000_100_i64,
+                   "ported_numbers": {"+14155550101": {}},
+                   "number_progress": {"+14155550101": {"state": "completed", "reason": "early", "timestamp": 63_900_000_050_i64}}}),
+        );
         let rows = csv_rows(&doc);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][4..8], ["+14155550100", "pending", "", ""]);
@@ -151,8 +159,12 @@ mod tests {
         let text = String::from_utf8(csv_text(&rows, true)).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next().unwrap(), CSV_COLUMNS.join(","));
-        assert!(lines.next().unwrap().starts_with(r#"r1,a1,"Acme, ""HQ""",pending,+14155550100,pending"#), "{text}");
-        assert_eq!(csv_rows(&json!({"_id": "empty"})).len(), 1, "a request without numbers still shows");
+        assert!(
+            lines.next().unwrap().starts_with(&format!(r#"r1,{A1},"Acme, ""HQ""",pending,+14155550100,pending"#)),
+            "{text}"
+        );
+        let empty = PortRequest::from_stored(json!({"_id": "empty"})).unwrap();
+        assert_eq!(csv_rows(&empty).len(), 1, "a request without numbers still shows");
         assert_eq!(json_line(&json!({"id": "r1"})), b"{\"id\":\"r1\"}\n");
     }
 }

@@ -1,10 +1,12 @@
 //! The Fone Dynamics porting API on top of Kazoo port requests: checking a "submit a porting
 //! request" body, mapping it to a port request, and showing a port request the Fone way.
 
+use super::documents::port_request::PortRequest;
 use super::phone_number::is_e164;
-use super::port_request::public_fields;
 use super::port_state::PortState;
 use super::time::{gregorian_to_unix, unix_to_gregorian};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
@@ -283,58 +285,117 @@ pub fn status(state: PortState) -> &'static str {
 
 /// The `PortingRequest` object of a stored request: the fields as submitted, and what the
 /// request is now.
-pub fn porting_request(doc: &Value, account_sid: &str) -> Value {
-    let public = public_fields(doc);
-    let mut out: Map<String, Value> = public.get(ORIGINAL).and_then(Value::as_object).cloned().unwrap_or_default();
-    let state = PortState::of_doc(doc);
+pub fn porting_request(doc: &PortRequest, account_sid: &str) -> Value {
+    let mut out: Map<String, Value> = doc.fone_dynamics.get().cloned().unwrap_or_default();
+    let state = doc.state().ok();
+    let status_of = |s: Option<PortState>| match s {
+        Some(s) => json!(status(s)),
+        None => doc.shown_state(),
+    };
     // every number, each where it is (numbers move on their own: per-number progress)
     let progress = super::number_progress::all(doc);
-    let entries = ["numbers", "pvt_ported_numbers", "pvt_canceled_numbers"]
+    let numbers: Vec<Value> = [doc.numbers_shown(), doc.ported(), doc.canceled()]
         .into_iter()
-        .filter_map(|k| doc.get(k).and_then(Value::as_object))
         .flat_map(|m| m.iter())
-        .collect::<Vec<_>>();
-    let numbers: Vec<Value> = Some(entries)
-        .map(|n| {
-            n.into_iter()
-                .map(|(number, meta)| {
-                    let own = progress.get(number);
-                    let at = own.and_then(|p| p["state"].as_str()).and_then(PortState::parse).unwrap_or(state);
-                    let mut m = json!({ "Number": number, "Status": status(at) });
-                    if let Some(reason) = own.and_then(|p| p.get("reason")) {
-                        m["StatusReason"] = reason.clone();
-                    }
-                    for (from, to) in [
-                        ("port_type", "PortType"),
-                        ("port_address", "PortAddress"),
-                        ("incoming_action_type", "IncomingActionType"),
-                        ("incoming_action_id", "IncomingActionId"),
-                        ("incoming_answer_point", "IncomingAnswerPoint"),
-                    ] {
-                        if let Some(v) = meta.get(from) {
-                            m[to] = v.clone();
-                        }
-                    }
-                    m
-                })
-                .collect()
+        .map(|(number, meta)| {
+            let own = progress.get(number.as_str());
+            let at = own.and_then(|p| p["state"].as_str()).and_then(PortState::parse).or(state);
+            let mut m = json!({ "Number": number, "Status": status_of(at) });
+            if let Some(reason) = own.and_then(|p| p.get("reason")) {
+                m["StatusReason"] = reason.clone();
+            }
+            for (from, to) in [
+                ("port_type", "PortType"),
+                ("port_address", "PortAddress"),
+                ("incoming_action_type", "IncomingActionType"),
+                ("incoming_action_id", "IncomingActionId"),
+                ("incoming_answer_point", "IncomingAnswerPoint"),
+            ] {
+                if let Some(v) = meta.rest.get(from) {
+                    m[to] = v.clone();
+                }
+            }
+            m
         })
-        .unwrap_or_default();
-    let unix = |k: &str| doc.get(k).and_then(Value::as_i64).map(gregorian_to_unix);
-    out.insert("PortingNo".into(), json!(doc.get("_id")));
+        .collect();
+    let unix = |s: Option<i64>| s.map(gregorian_to_unix);
+    out.insert("PortingNo".into(), json!(doc.id));
     out.insert("AccountSid".into(), json!(account_sid));
-    out.insert("PropertySid".into(), json!(doc.get("pvt_account_id")));
-    out.insert("CustomerDescription".into(), json!(doc.get("name")));
-    out.insert("Status".into(), json!(status(state)));
+    out.insert("PropertySid".into(), json!(doc.owner()));
+    out.insert("CustomerDescription".into(), json!(doc.name.get()));
+    out.insert("Status".into(), status_of(state));
     out.insert("PortingNumbers".into(), json!(numbers));
-    out.insert("DateCreated".into(), json!(unix("pvt_created")));
-    out.insert("DateUpdated".into(), json!(unix("pvt_modified")));
+    out.insert("DateCreated".into(), json!(unix(doc.created.copied())));
+    out.insert("DateUpdated".into(), json!(unix(doc.modified.copied())));
     Value::Object(out)
+}
+
+/// A status query's window: modified between `from` and `to` (Unix seconds), a page of
+/// `count` from `skip`, or only the requests named.
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+    pub count: u64,
+    pub skip: u64,
+    pub ids: Option<Vec<String>>,
+}
+
+/// Reads a status query's parameters; every refusal names its parameter.
+pub fn window(query: &Map<String, Value>) -> Result<Window, FieldError> {
+    let get = |k: &str| query.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
+    let int = |k: &str| -> Result<Option<i64>, FieldError> {
+        get(k)
+            .map(|v| v.parse::<i64>().map_err(|_| err(k, "InvalidValue", format!("{k} must be Unix seconds"))))
+            .transpose()
+    };
+    let from = int("From")?.ok_or_else(|| err("From", "Required", "From (Unix seconds) is required"))?;
+    let to = int("To")?.ok_or_else(|| err("To", "Required", "To (Unix seconds) is required"))?;
+    if from > to {
+        return Err(err("From", "InvalidRange", "From is after To"));
+    }
+    let count = match get("Results_Count") {
+        None => 20,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|c| (1..=1000).contains(c))
+            .ok_or_else(|| err("Results_Count", "InvalidValue", "Results_Count must be from 1 to 1000"))?,
+    };
+    let token_skip = match get("NextPageToken").or_else(|| get("PageToken")) {
+        None => None,
+        Some(t) => Some(
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.strip_prefix("skip:").and_then(|n| n.parse::<u64>().ok()))
+                .ok_or_else(|| {
+                    err("NextPageToken", "InvalidValue", "NextPageToken is not one this service handed out")
+                })?,
+        ),
+    };
+    let skip = match (token_skip, get("Results_Skip")) {
+        (Some(s), _) => s,
+        (None, None) => 0,
+        (None, Some(v)) => {
+            v.parse::<u64>().map_err(|_| err("Results_Skip", "InvalidValue", "Results_Skip must be a whole number"))?
+        }
+    };
+    let ids = get("PortingRequestNumbers")
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+    Ok(Window { from, to, count, skip, ids })
+}
+
+/// The page token of the next page of a status query.
+pub fn next_page_token(skip: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("skip:{skip}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PROP: &str = "0123456789abcdef0123456789abcdef";
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2030, 1, 1).unwrap()
@@ -441,10 +502,13 @@ mod tests {
 
     #[test]
     fn status_object() {
-        let doc = json!({"_id": "p", "name": "x", "pvt_account_id": "prop", "pvt_port_state": "submitted",
-            "pvt_created": 63_900_000_000_i64, "pvt_modified": 63_900_000_010_i64,
-            "numbers": {"+61288888888": {"port_type": "Cat-A"}}, ORIGINAL: {"CurrentCarrier": "Optus"}});
+        let doc = PortRequest::stored_with(
+            json!({"_id": "p", "name": "x", "numbers": {"+61288888888": {"port_type": "Cat-A"}},
+                   ORIGINAL: {"CurrentCarrier": "Optus"}}),
+            json!({"account_id": PROP, "port_state": "submitted", "created": 63_900_000_000_i64, "modified": 63_900_000_010_i64}),
+        );
         let pr = porting_request(&doc, "acct");
+        assert_eq!(pr["PropertySid"], PROP);
         assert_eq!(pr["PortingNo"], "p");
         assert_eq!(pr["Status"], "Submitted");
         assert_eq!(pr["CurrentCarrier"], "Optus");
@@ -457,13 +521,15 @@ mod tests {
 
     #[test]
     fn each_number_has_its_own_status_once_numbers_move_on_their_own() {
-        let doc = json!({"_id": "p", "pvt_account_id": "prop", "pvt_port_state": "pending",
-            "numbers": {"+61288888881": {}},
-            "pvt_ported_numbers": {"+61288888882": {"port_type": "Cat-A"}},
-            "pvt_canceled_numbers": {"+61288888883": {}},
-            "pvt_number_progress": {
+        let doc = PortRequest::stored_with(
+            json!({"_id": "p", "numbers": {"+61288888881": {}}}),
+            json!({"account_id": PROP, "port_state": "pending",
+            "ported_numbers": {"+61288888882": {"port_type": "Cat-A"}},
+            "canceled_numbers": {"+61288888883": {}},
+            "number_progress": {
                 "+61288888882": {"state": "completed", "previous": "pending"},
-                "+61288888883": {"state": "canceled", "previous": "pending", "reason": "kept by the customer"}}});
+                "+61288888883": {"state": "canceled", "previous": "pending", "reason": "kept by the customer"}}}),
+        );
         let pr = porting_request(&doc, "acct");
         let by_number =
             |n: &str| pr["PortingNumbers"].as_array().unwrap().iter().find(|e| e["Number"] == n).cloned().unwrap();

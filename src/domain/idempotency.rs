@@ -2,7 +2,8 @@
 //! hours; the first answer is kept and given again to the same request, a different request
 //! with the key is refused, and a change still being made is waited for.
 
-use serde_json::{Value, json};
+pub use super::documents::service::IdempotencyDoc;
+use super::documents::service::StoredAnswer;
 use sha2::{Digest, Sha256};
 
 /// How long a key names its first answer.
@@ -72,59 +73,48 @@ pub enum Seen {
     Stale,
 }
 
-/// A record of a key, as stored: being made (no answer yet) or answered.
-pub fn new_record(id: &str, fingerprint: &str, now_ms: u64) -> Value {
-    // `holder` makes each writer's record its own: two identical creations would get one
-    // revision, and both writers would be told they made it
-    json!({ "_id": id, "pvt_type": "idempotency_key", "fingerprint": fingerprint, "started": now_ms,
-            "expires": now_ms + KEPT_MS, "holder": crate::domain::ids::new_doc_id() })
+/// A record of a key, as stored: being made (no answer yet) or answered. Its `holder` makes
+/// each writer's record its own: two identical creations would get one revision, and both
+/// writers would be told they made it.
+pub fn new_record(id: &str, fingerprint: &str, now_ms: u64) -> IdempotencyDoc {
+    IdempotencyDoc::new(id, fingerprint, now_ms, now_ms + KEPT_MS)
 }
 
-pub fn answered(record: &mut Value, answer: &Answer) {
+pub fn answered(record: &mut IdempotencyDoc, answer: &Answer) {
     let (body, encoding) = match std::str::from_utf8(&answer.body) {
-        Ok(text) => (json!(text), "utf8"),
+        Ok(text) => (text.to_owned(), "utf8"),
         Err(_) => {
             use base64::Engine;
-            (json!(base64::engine::general_purpose::STANDARD.encode(&answer.body)), "base64")
+            (base64::engine::general_purpose::STANDARD.encode(&answer.body), "base64")
         }
     };
-    record["answer"] =
-        json!({ "status": answer.status, "headers": answer.headers, "body": body, "encoding": encoding });
+    record.answer =
+        Some(StoredAnswer { status: answer.status, headers: answer.headers.clone(), body, encoding: encoding.into() });
 }
 
-fn answer_of(record: &Value) -> Option<Answer> {
-    let a = record.get("answer")?;
-    let text = a.get("body")?.as_str()?;
-    let body = match a.get("encoding").and_then(Value::as_str) {
-        Some("base64") => {
+fn answer_of(record: &IdempotencyDoc) -> Option<Answer> {
+    let a = record.answer.as_ref()?;
+    let body = match a.encoding.as_str() {
+        "base64" => {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(text).ok()?
+            base64::engine::general_purpose::STANDARD.decode(&a.body).ok()?
         }
-        _ => text.as_bytes().to_vec(),
+        _ => a.body.as_bytes().to_vec(),
     };
-    let headers = a
-        .get("headers")
-        .and_then(Value::as_array)
-        .map(|hs| {
-            hs.iter().filter_map(|h| Some((h.get(0)?.as_str()?.to_owned(), h.get(1)?.as_str()?.to_owned()))).collect()
-        })
-        .unwrap_or_default();
-    Some(Answer { status: a.get("status")?.as_u64()? as u16, headers, body })
+    Some(Answer { status: a.status, headers: a.headers.clone(), body })
 }
 
 /// Decides what a stored record means for a request with `fingerprint`, at `now_ms`.
-pub fn seen(record: &Value, fingerprint: &str, now_ms: u64) -> Seen {
-    let expires = record.get("expires").and_then(Value::as_u64).unwrap_or(0);
-    let started = record.get("started").and_then(Value::as_u64).unwrap_or(0);
-    if expires <= now_ms {
+pub fn seen(record: &IdempotencyDoc, fingerprint: &str, now_ms: u64) -> Seen {
+    if record.expires <= now_ms {
         return Seen::Stale;
     }
-    if record.get("fingerprint").and_then(Value::as_str) != Some(fingerprint) {
+    if record.fingerprint != fingerprint {
         return Seen::Mismatch;
     }
     match answer_of(record) {
         Some(answer) => Seen::Replay(answer),
-        None if started + ABANDONED_AFTER_MS <= now_ms => Seen::Stale,
+        None if record.started + ABANDONED_AFTER_MS <= now_ms => Seen::Stale,
         None => Seen::InProgress,
     }
 }

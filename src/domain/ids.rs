@@ -66,6 +66,14 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// A database name as Kazoo writes it into documents (`pvt_db_name`): URL-encoded, so
+/// `numbers/+1415` is `numbers%2F%2B1415`.
+pub fn encode_db_name(name: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+    utf8_percent_encode(name, COMPONENT).to_string()
+}
+
 /// A new document id as Kazoo makes them (`kz_binary:rand_hex(16)`).
 pub fn new_doc_id() -> String {
     let mut bytes = [0u8; 16];
@@ -83,6 +91,42 @@ pub fn derived_id(seed: &str) -> String {
 /// Port request ids are 32 lowercase hex characters, like every Kazoo document id.
 pub fn is_doc_id(s: &str) -> bool {
     is_hex32(s)
+}
+
+/// A port request's id. Made by this service or asked for in a URL, it is 32 lowercase hex
+/// characters (`parse`); read from a stored document it is whatever CouchDB holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PortRequestId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a port request id")]
+pub struct InvalidPortRequestId(pub String);
+
+impl PortRequestId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidPortRequestId> {
+        if is_hex32(raw) { Ok(Self(raw.to_owned())) } else { Err(InvalidPortRequestId(raw.to_owned())) }
+    }
+
+    /// A new random id (`kz_binary:rand_hex(16)`).
+    pub fn new_random() -> Self {
+        Self(new_doc_id())
+    }
+
+    /// The id that follows from a seed (`derived_id`): the same for whoever derives it.
+    pub fn derived(seed: &str) -> Self {
+        Self(derived_id(seed))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PortRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -214,8 +214,8 @@ mod tests {
         let cols = columns(&header(&["request", "number", "name", "bill.carrier", "number.state"])).unwrap();
         assert_eq!(cols[4], Column::NumberMeta("state".into()));
         assert!(columns(&header(&["request", "name"])).unwrap_err().contains("needs the columns number"));
-        let err = columns(&header(&["request", "number", "colour", "pvt_port_state"])).unwrap_err();
-        assert!(err.contains("unknown columns: colour, pvt_port_state"), "{err}");
+        let err = columns(&header(&["request", "number", "colour", "port_state"])).unwrap_err();
+        assert!(err.contains("unknown columns: colour, port_state"), "{err}");
         assert!(columns(&header(&["request", "number", "number._progress"])).is_err(), "the service's keys");
         assert!(columns(&header(&["request", "number", "name", "name"])).unwrap_err().contains("twice"));
     }

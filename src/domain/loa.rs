@@ -1,6 +1,8 @@
 //! What the Letter of Authorization shows: the template data built from the request, the
 //! account and its reseller. Plain data in, plain JSON out; the template decides the layout.
 
+use super::documents::account::AccountDoc;
+use super::documents::port_request::{Bill, PortRequest};
 use super::phone_number::pretty_print;
 use super::port_request::public_view;
 use super::time::gregorian_to_datetime;
@@ -33,10 +35,6 @@ fn date_in(gregorian: Option<i64>, tz: Tz) -> Option<String> {
     gregorian.and_then(gregorian_to_datetime).map(|at| at.with_timezone(&tz).format("%B %-d, %Y").to_string())
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).map(str::trim).filter(|x| !x.is_empty())
-}
-
 fn join(parts: &[Option<&str>], sep: &str) -> String {
     parts.iter().flatten().copied().collect::<Vec<_>>().join(sep)
 }
@@ -58,59 +56,59 @@ pub fn same_bytes_each_render(mut pdf: Vec<u8>) -> Vec<u8> {
 }
 
 /// The data of the LOA template for a stored request.
-pub fn template_data(request: &Value, account: &Value, reseller: &Value, tz: Tz, now_gregorian: i64) -> Value {
+pub fn template_data(
+    request: &PortRequest,
+    account: &AccountDoc,
+    reseller: &AccountDoc,
+    tz: Tz,
+    now_gregorian: i64,
+) -> Value {
     let view = public_view(request);
-    let bill = request.get("bill").cloned().unwrap_or(json!({}));
-    let numbers_obj = request
-        .get("numbers")
-        .and_then(Value::as_object)
-        .filter(|n| !n.is_empty())
-        .or_else(|| request.get("pvt_ported_numbers").and_then(Value::as_object));
-    let numbers: Vec<Value> = numbers_obj
-        .map(|n| {
-            n.keys()
-                .enumerate()
-                .map(|(i, e164)| json!({ "n": i + 1, "e164": e164, "pretty": pretty_print(e164) }))
-                .collect()
-        })
-        .unwrap_or_default();
+    let no_bill = Bill::default();
+    let bill = request.bill().unwrap_or(&no_bill);
+    let on_request = request.numbers_shown();
+    let numbers_shown = if on_request.is_empty() { request.ported() } else { on_request };
+    let numbers: Vec<Value> = numbers_shown
+        .keys()
+        .enumerate()
+        .map(|(i, e164)| json!({ "n": i + 1, "e164": e164, "pretty": e164.pretty() }))
+        .collect();
     let line1 = join(
         &[
-            s(&bill, "street_number"),
-            s(&bill, "street_pre_dir"),
-            s(&bill, "street_address"),
-            s(&bill, "street_type"),
-            s(&bill, "street_post_dir"),
+            bill.street_number.text(),
+            bill.street_pre_dir.text(),
+            bill.street_address.text(),
+            bill.street_type.text(),
+            bill.street_post_dir.text(),
         ],
         " ",
     );
-    let city = join(&[s(&bill, "locality"), s(&bill, "region")], ", ");
-    let line2 = join(&[Some(city.as_str()).filter(|c| !c.is_empty()), s(&bill, "postal_code")], " ");
-    let account_id = request.get("pvt_account_id").and_then(Value::as_str).unwrap_or_default();
-    let request_id = request.get("_id").and_then(Value::as_str).unwrap_or_default();
-    let qr_text = format!("{account_id}-{request_id}");
+    let city = join(&[bill.locality.text(), bill.region.text()], ", ");
+    let line2 = join(&[Some(city.as_str()).filter(|c| !c.is_empty()), bill.postal_code.text()], " ");
+    let account_id = request.owner().map(|a| a.to_string()).unwrap_or_default();
+    let qr_text = format!("{account_id}-{}", request.id);
     json!({
         "request": view,
-        "port_request_id": request_id,
-        "account": { "id": account_id, "name": s(account, "name"), "realm": s(account, "realm") },
-        "reseller": { "id": reseller.get("_id"), "name": s(reseller, "name").unwrap_or("Your service provider"), "realm": s(reseller, "realm") },
-        "customer_name": s(&bill, "name").or(s(account, "name")),
+        "port_request_id": request.id,
+        "account": { "id": account_id, "name": account.name.text(), "realm": account.realm.text() },
+        "reseller": { "id": reseller.id.get(), "name": reseller.name.text().unwrap_or("Your service provider"), "realm": reseller.realm.text() },
+        "customer_name": bill.name.text().or(account.name.text()),
         "bill": {
-            "name": s(&bill, "name"),
-            "account_number": s(&bill, "account_number"),
-            "btn": s(&bill, "btn").map(pretty_print),
-            "pin_masked": s(&bill, "pin").map(mask_pin),
+            "name": bill.name.text(),
+            "account_number": bill.account_number.text(),
+            "btn": bill.btn.text().map(pretty_print),
+            "pin_masked": bill.pin.text().map(mask_pin),
             "address_line1": Some(line1).filter(|l| !l.is_empty()),
             "address_line2": Some(line2).filter(|l| !l.is_empty()),
         },
-        "losing_carrier": s(&bill, "carrier").unwrap_or("unknown carrier"),
-        "winning_carrier": s(request, "winning_carrier"),
+        "losing_carrier": bill.carrier.text().unwrap_or("unknown carrier"),
+        "winning_carrier": request.winning_carrier.text(),
         "numbers": numbers,
         "number_count": numbers.len(),
-        "transfer_date": date_in(request.get("transfer_date").and_then(Value::as_i64), tz),
-        "signee_name": s(request, "signee_name"),
-        "signing_date": date_in(request.get("signing_date").and_then(Value::as_i64), tz),
-        "reference_number": s(request, "reference_number"),
+        "transfer_date": date_in(request.transfer_date.copied(), tz),
+        "signee_name": request.signee_name.text(),
+        "signing_date": date_in(request.signing_date.copied(), tz),
+        "reference_number": request.reference_number.text(),
         "generated_on": date_in(Some(now_gregorian), tz),
         "timezone": tz.name(),
         "qr_text": qr_text,
@@ -121,6 +119,8 @@ pub fn template_data(request: &Value, account: &Value, reseller: &Value, tz: Tz,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const A1: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
     fn pins_are_masked() {
@@ -146,27 +146,25 @@ mod tests {
 
     #[test]
     fn data_for_the_letter() {
-        let request = json!({
-            "_id": "p1", "pvt_account_id": "a1", "name": "Move", "numbers": {"+14155551234": {}},
-            "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "pin": "9876", "btn": "+14155550000",
-                     "street_number": "1", "street_address": "Main", "street_type": "St",
-                     "locality": "San Francisco", "region": "CA", "postal_code": "94105"},
-            "transfer_date": 63_900_000_000_i64, "signee_name": "Jo Doe"
-        });
-        let d = template_data(
-            &request,
-            &json!({"name": "Acme"}),
-            &json!({"name": "Resell"}),
-            chrono_tz::UTC,
-            63_900_000_000,
+        let request = PortRequest::stored_with(
+            json!({
+                "_id": "p1", "name": "Move", "numbers": {"+14155551234": {}},
+                "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "pin": "9876", "btn": "+14155550000",
+                         "street_number": "1", "street_address": "Main", "street_type": "St",
+                         "locality": "San Francisco", "region": "CA", "postal_code": "94105"},
+                "transfer_date": 63_900_000_000_i64, "signee_name": "Jo Doe"
+            }),
+            json!({"account_id": A1}),
         );
+        let named = |n: &str| serde_json::from_value::<AccountDoc>(json!({ "name": n })).unwrap();
+        let d = template_data(&request, &named("Acme"), &named("Resell"), chrono_tz::UTC, 63_900_000_000);
         assert_eq!(d["numbers"][0], json!({"n": 1, "e164": "+14155551234", "pretty": "(415) 555 - 1234"}));
         assert_eq!(d["bill"]["address_line1"], "1 Main St");
         assert_eq!(d["bill"]["address_line2"], "San Francisco, CA 94105");
         assert_eq!(d["bill"]["pin_masked"], "••76");
         assert_eq!(d["losing_carrier"], "Pacific Bell");
         assert_eq!(d["reseller"]["name"], "Resell");
-        assert_eq!(d["qr_text"], "a1-p1");
+        assert_eq!(d["qr_text"], format!("{A1}-p1"));
         assert!(d["transfer_date"].as_str().unwrap().ends_with("2024"));
     }
 }

@@ -1,4 +1,5 @@
-//! Plain domain logic: no I/O, unit-tested in place.
+//! The domain: the stored documents, typed (`documents`), and the rules over them, as plain
+//! functions without I/O, unit-tested in place.
 
 pub mod attachments;
 pub mod authority;
@@ -7,6 +8,8 @@ pub mod claims;
 pub mod comments;
 pub mod conflicts;
 pub mod customer;
+pub mod deliveries;
+pub mod documents;
 pub mod events;
 pub mod export;
 pub mod fone;
@@ -21,5 +24,6 @@ pub mod phone_number;
 pub mod port_request;
 pub mod port_state;
 pub mod schedule;
+pub mod schema;
 pub mod time;
 pub mod validation;

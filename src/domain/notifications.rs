@@ -1,14 +1,15 @@
 //! Which notifications an event causes, and what they say (`kazoo-4.3-port-features.md` §3
 //! and §7): plain functions, the outbox and the senders do the I/O.
 
-use super::comments;
-use super::phone_number::pretty_print;
-use super::port_request::public_fields;
+use super::documents::account::AccountDoc;
+use super::documents::fields::Slot;
+use super::documents::port_request::{Comment, PortRequest};
+use super::phone_number::{PhoneNumber, pretty_print};
 use super::port_state::PortState;
 use super::time::gregorian_to_datetime;
 use chrono_tz::Tz;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Sha256;
 use std::time::Duration;
 
@@ -48,8 +49,8 @@ pub fn emails_for_state(state: PortState) -> Vec<(&'static str, Audience)> {
 }
 
 /// `port_comment` goes to the submitter (unless private) and the authority.
-pub fn emails_for_comment(comment: &Value) -> Vec<(&'static str, Audience)> {
-    if comments::is_private(comment) {
+pub fn emails_for_comment(comment: &Comment) -> Vec<(&'static str, Audience)> {
+    if comment.is_private() {
         vec![("port_comment", Audience::Authority)]
     } else {
         vec![("port_comment", Audience::Submitter), ("port_comment", Audience::Authority)]
@@ -156,56 +157,31 @@ fn normalize(v: &Value) -> Value {
 
 /// The body of the carrier push (`knm_port_request:send_request`): some keys removed, some
 /// renamed, normalised; unlike 4.3, private comments are removed.
-pub fn carrier_push_body(doc: &Value) -> Value {
-    let mut out: Map<String, Value> = doc.as_object().cloned().unwrap_or_default();
-    // (the events hold private comments: they never leave the service)
-    for k in [
-        "_rev",
-        "ui_metadata",
-        "_attachments",
-        "pvt_request_id",
-        "pvt_type",
-        "pvt_vsn",
-        "pvt_account_db",
-        super::events::KEY,
-    ] {
-        out.remove(k);
-    }
-    for (from, to) in [
-        ("_id", "id"),
-        ("pvt_port_state", "port_state"),
-        ("pvt_account_id", "account_id"),
-        ("pvt_created", "created"),
-        ("pvt_modified", "modified"),
-    ] {
-        if let Some(v) = out.remove(from) {
-            out.insert(to.into(), v);
-        }
-    }
-    let mut body = Value::Object(out);
-    comments::filter_view(&mut body, false);
+pub fn carrier_push_body(doc: &PortRequest) -> Value {
+    let mut body = Value::Object(doc.carrier_push_fields());
+    super::port_request::filter_comments(&mut body, doc, false);
     normalize(&body)
 }
 
 /// A webhook event about a request.
 pub fn webhook_body(
     event: &str,
-    doc: &Value,
+    doc: &PortRequest,
     previous: Option<PortState>,
     reason: Option<&str>,
     unix_ts: i64,
 ) -> Value {
     let mut body = json!({
         "event": event,
-        "port_request_id": doc.get("_id"),
-        "account_id": doc.get("pvt_account_id"),
-        "port_state": PortState::of_doc(doc),
+        "port_request_id": doc.id,
+        "account_id": doc.owner(),
+        "port_state": doc.shown_state(),
         "previous_state": previous,
         "reason": reason,
         "timestamp": unix_ts,
     });
     // where each number is, once some moved on their own
-    if doc.get("pvt_number_progress").and_then(Value::as_object).is_some_and(|p| !p.is_empty()) {
+    if super::number_progress::any(doc) {
         body["numbers"] = Value::Object(super::number_progress::all(doc));
     }
     body
@@ -224,11 +200,8 @@ fn date(gregorian: Option<i64>, tz: Tz) -> Value {
     }
 }
 
-fn dash(v: Option<&Value>) -> Value {
-    match v.and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
-        Some(s) => json!(s),
-        None => json!("-"),
-    }
+fn dash(v: &Slot<String>) -> Value {
+    json!(v.text().unwrap_or("-"))
 }
 
 /// What happened, as the outbox item remembers it.
@@ -236,81 +209,83 @@ fn dash(v: Option<&Value>) -> Value {
 pub struct Happening {
     pub reason: Option<String>,
     pub reason_author: Option<String>,
-    pub comment: Option<Value>,
+    pub comment: Option<Comment>,
     pub at: Option<i64>,
     /// The number that moved on its own, where it went and where from.
-    pub number: Option<(String, PortState, Option<PortState>)>,
+    pub number: Option<(PhoneNumber, PortState, Option<PortState>)>,
+}
+
+/// `{id, name, realm}` of an account, for the templates.
+fn account_names(account: &AccountDoc) -> Value {
+    json!({ "id": account.id.get(), "name": account.name.get(), "realm": account.realm.get() })
 }
 
 /// Template data for a port email (`teletype_port_utils:port_request_data`).
-pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &Happening, tz: Tz) -> Value {
-    let mut pr = public_fields(doc);
+pub fn email_data(
+    doc: &PortRequest,
+    account: &AccountDoc,
+    authority: &AccountDoc,
+    happening: &Happening,
+    tz: Tz,
+) -> Value {
+    let mut pr = doc.public_fields();
     pr.remove("comments");
     pr.remove("ui_metadata");
     pr.remove("ui_flags");
-    let state = PortState::of_doc(doc);
-    let numbers_obj = match state {
-        PortState::Completed => doc.get("pvt_ported_numbers"),
-        _ => doc.get("numbers"),
+    let state = doc.state().ok();
+    let numbers_shown = match state {
+        Some(PortState::Completed) => doc.ported(),
+        _ => doc.numbers_shown(),
     };
     // where each number is, when some moved on their own
     let own = super::number_progress::all(doc);
-    let has_own = doc.get("pvt_number_progress").and_then(Value::as_object).is_some_and(|p| !p.is_empty());
-    let numbers: Vec<Value> = numbers_obj
-        .and_then(Value::as_object)
-        .map(|n| {
-            n.keys()
-                .map(|e| {
-                    let mut entry = json!({ "e164": e, "pretty": pretty_print(e) });
-                    if has_own && let Some(p) = own.get(e) {
-                        entry["progress"] = p.clone();
-                    }
-                    entry
-                })
-                .collect()
+    let has_own = super::number_progress::any(doc);
+    let numbers: Vec<Value> = numbers_shown
+        .keys()
+        .map(|e| {
+            let mut entry = json!({ "e164": e, "pretty": e.pretty() });
+            if has_own && let Some(p) = own.get(e.as_str()) {
+                entry["progress"] = p.clone();
+            }
+            entry
         })
-        .unwrap_or_default();
-    let bill = doc.get("bill").cloned().unwrap_or(json!({}));
-    let send_to = match doc.pointer("/notifications/email/send_to") {
-        Some(Value::String(s)) => vec![json!(s)],
-        Some(Value::Array(a)) => a.clone(),
-        _ => vec![],
-    };
-    let ts = |k: &str| doc.get(k).and_then(Value::as_i64);
-    pr.insert("port_state".into(), json!(state));
+        .collect();
+    let default_bill = super::documents::port_request::Bill::default();
+    let bill = doc.bill().unwrap_or(&default_bill);
+    pr.insert("port_state".into(), doc.shown_state());
     pr.insert("numbers".into(), json!(numbers));
-    pr.insert("customer_contact".into(), json!(send_to));
-    pr.insert("reference_number".into(), dash(doc.get("reference_number")));
+    pr.insert("customer_contact".into(), json!(doc.send_to()));
+    pr.insert("reference_number".into(), dash(&doc.reference_number));
+    pr.insert("losing_carrier".into(), json!(bill.carrier.text().unwrap_or("unknown carrier")));
     pr.insert(
-        "losing_carrier".into(),
-        dash(bill.get("carrier"))
-            .as_str()
-            .map_or(json!("unknown carrier"), |c| if c == "-" { json!("unknown carrier") } else { json!(c) }),
+        "winning_carrier".into(),
+        match &doc.winning_carrier {
+            Slot::Absent => json!("unknown carrier"),
+            other => serde_json::to_value(other).unwrap_or(Value::Null),
+        },
     );
-    pr.insert("winning_carrier".into(), doc.get("winning_carrier").cloned().unwrap_or(json!("unknown carrier")));
-    pr.insert("created".into(), date(ts("pvt_created"), tz));
-    pr.insert("requested_port_date".into(), date(ts("transfer_date"), tz));
-    pr.insert("port_scheduled_date".into(), date(ts("scheduled_date"), tz));
-    pr.insert("signing_date".into(), date(ts("signing_date"), tz));
+    pr.insert("created".into(), date(doc.created.copied(), tz));
+    pr.insert("requested_port_date".into(), date(doc.transfer_date.copied(), tz));
+    pr.insert("port_scheduled_date".into(), date(doc.scheduled_date.copied(), tz));
+    pr.insert("signing_date".into(), date(doc.signing_date.copied(), tz));
     pr.insert("ported_date".into(), date(happening.at, tz));
     pr.insert(
         "bill".into(),
         json!({
-            "name": dash(bill.get("name")),
+            "name": dash(&bill.name),
             "address": {
-                "street_number": dash(bill.get("street_number")), "street_pre_dir": dash(bill.get("street_pre_dir")),
-                "street_name": dash(bill.get("street_address")), "street_type": dash(bill.get("street_type")),
-                "street_post_dir": dash(bill.get("street_post_dir")), "locality": dash(bill.get("locality")),
-                "region": dash(bill.get("region")), "postal_code": dash(bill.get("postal_code")),
+                "street_number": dash(&bill.street_number), "street_pre_dir": dash(&bill.street_pre_dir),
+                "street_name": dash(&bill.street_address), "street_type": dash(&bill.street_type),
+                "street_post_dir": dash(&bill.street_post_dir), "locality": dash(&bill.locality),
+                "region": dash(&bill.region), "postal_code": dash(&bill.postal_code),
             },
-            "account": { "number": dash(bill.get("account_number")), "pin": dash(bill.get("pin")), "btn": dash(bill.get("btn")) },
+            "account": { "number": dash(&bill.account_number), "pin": dash(&bill.pin), "btn": dash(&bill.btn) },
         }),
     );
-    let name_of = |d: &Value| json!({ "id": d.get("_id"), "name": d.get("name"), "realm": d.get("realm") });
     let mut data = json!({
         "port_request": Value::Object(pr),
-        "account": name_of(account),
-        "port_authority": name_of(authority),
+        "account": account_names(account),
+        "port_authority": account_names(authority),
     });
     if let Some(reason) = happening.reason.as_deref().filter(|r| !r.is_empty()) {
         data["transition_reason"] = json!({
@@ -321,7 +296,7 @@ pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &H
     }
     if let Some((number, state, previous)) = &happening.number {
         data["number_progress"] = json!({
-            "number": { "e164": number, "pretty": pretty_print(number) },
+            "number": { "e164": number, "pretty": number.pretty() },
             "state": state,
             "previous": previous,
         });
@@ -335,10 +310,10 @@ pub fn email_data(doc: &Value, account: &Value, authority: &Value, happening: &H
     }
     if let Some(c) = &happening.comment {
         data["comment"] = json!({
-            "content": c.get("content"),
-            "author": c.get("author").and_then(Value::as_str).unwrap_or("An agent"),
-            "is_private": comments::is_private(c),
-            "date": date(c.get("timestamp").and_then(Value::as_i64), tz),
+            "content": c.content.get(),
+            "author": c.author.as_deref().unwrap_or("An agent"),
+            "is_private": c.is_private(),
+            "date": date(c.timestamp.copied(), tz),
         });
     }
     data
@@ -353,8 +328,12 @@ mod tests {
         assert_eq!(emails_for_state(PortState::Submitted).len(), 3);
         assert_eq!(emails_for_state(PortState::Pending), vec![("port_pending", Audience::Submitter)]);
         assert!(emails_for_state(PortState::Canceled).contains(&("port_cancel", Audience::Authority)));
-        assert_eq!(emails_for_comment(&json!({"is_private": true})), vec![("port_comment", Audience::Authority)]);
-        assert_eq!(emails_for_comment(&json!({})).len(), 2);
+        let comment = |v: Value| serde_json::from_value::<Comment>(v).unwrap();
+        assert_eq!(
+            emails_for_comment(&comment(json!({"is_private": true}))),
+            vec![("port_comment", Audience::Authority)]
+        );
+        assert_eq!(emails_for_comment(&comment(json!({}))).len(), 2);
     }
 
     #[test]
@@ -398,26 +377,16 @@ mod tests {
     }
 
     #[test]
-    fn carrier_push_renames_and_hides() {
-        let doc = json!({"_id": "p", "_rev": "1", "pvt_port_state": "submitted", "pvt_account_id": "a",
-            "pvt_created": 1, "pvt_modified": 2, "pvt_type": "port_request", "pvt_tree": ["m"], "Some-Key": null,
-            "comments": [{"content": "pub"}, {"content": "secret", "is_private": true}],
-            "pvt_events": [{"type": "comment", "comment": {"content": "secret", "is_private": true}}]});
-        let body = carrier_push_body(&doc);
-        assert_eq!(
-            body,
-            json!({"id": "p", "port_state": "submitted", "account_id": "a", "created": 1, "modified": 2,
-            "pvt_tree": ["m"], "comments": [{"content": "pub"}]})
-        );
-    }
-
-    #[test]
     fn email_data_shapes() {
-        let doc = json!({"_id": "p", "name": "Move", "pvt_port_state": "submitted", "numbers": {"+14155551234": {}},
+        let doc = PortRequest::stored_with(
+            json!({"_id": "p", "name": "Move", "numbers": {"+14155551234": {}},
             "bill": {"name": "Jo", "carrier": "PACIFIC BELL", "locality": "SF"},
-            "notifications": {"email": {"send_to": "jo@example.com"}}, "comments": [{"content": "x"}]});
+            "notifications": {"email": {"send_to": "jo@example.com"}}, "comments": [{"content": "x"}]}),
+            json!({"port_state": "submitted"}),
+        );
         let h = Happening { reason: Some("ok".into()), at: Some(63_900_000_000), ..Default::default() };
-        let d = email_data(&doc, &json!({"name": "Acct"}), &json!({"name": "Auth"}), &h, chrono_tz::UTC);
+        let named = |n: &str| serde_json::from_value::<AccountDoc>(json!({ "name": n })).unwrap();
+        let d = email_data(&doc, &named("Acct"), &named("Auth"), &h, chrono_tz::UTC);
         assert_eq!(d["port_request"]["numbers"][0]["e164"], "+14155551234");
         assert_eq!(d["port_request"]["customer_contact"], json!(["jo@example.com"]));
         assert_eq!(d["port_request"]["losing_carrier"], "PACIFIC BELL");

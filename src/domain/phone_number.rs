@@ -2,6 +2,8 @@
 //! (`knm_converter_regex`), plus the checks this service adds on top.
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::sync::LazyLock;
 
 static NANP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\+?1)?([2-9]\d\d[2-9]\d{6})$").unwrap());
@@ -40,6 +42,66 @@ pub fn is_e164(number: &str) -> bool {
 pub fn to_e164(raw: &str) -> Option<String> {
     let n = normalize(raw);
     is_e164(&n).then_some(n)
+}
+
+/// An E.164 number: once built it is always `+`, a non-zero country digit, 7 to 15 digits.
+/// Stored documents hold numbers as their keys; a key that is not E.164 is not a `PhoneNumber`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an E.164 phone number")]
+pub struct NotE164(pub String);
+
+impl PhoneNumber {
+    /// A number as a client wrote it, normalised as Kazoo does (`normalize`).
+    pub fn parse(raw: &str) -> Result<Self, NotE164> {
+        to_e164(raw).map(Self).ok_or_else(|| NotE164(raw.to_owned()))
+    }
+
+    /// A number already in E.164, taken as it is (no normalisation).
+    pub fn exact(e164: &str) -> Result<Self, NotE164> {
+        if is_e164(e164) { Ok(Self(e164.to_owned())) } else { Err(NotE164(e164.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The numbers database it lives in.
+    pub fn db_name(&self) -> String {
+        numbers_db_name(&self.0)
+    }
+
+    pub fn pretty(&self) -> String {
+        pretty_print(&self.0)
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = NotE164;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if is_e164(&value) { Ok(Self(value)) } else { Err(NotE164(value)) }
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(n: PhoneNumber) -> Self {
+        n.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for PhoneNumber {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The numbers database of an E.164 number: `numbers/` + its first 5 characters.
@@ -93,6 +155,14 @@ mod tests {
     #[test]
     fn numbers_database() {
         assert_eq!(numbers_db_name("+12025550123"), "numbers/+1202");
+    }
+
+    #[test]
+    fn phone_numbers_are_e164_once_built() {
+        assert_eq!(PhoneNumber::parse("(202) 555-0123").unwrap().as_str(), "+12025550123");
+        assert!(PhoneNumber::exact("2025550123").is_err(), "stored keys are taken as they are");
+        assert!(serde_json::from_value::<PhoneNumber>(serde_json::json!("12345")).is_err());
+        assert_eq!(PhoneNumber::parse("+12025550123").unwrap().db_name(), "numbers/+1202");
     }
 
     #[test]

@@ -37,11 +37,6 @@ impl PortState {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// The state stored in a document: `pvt_port_state`, absent meaning unconfirmed.
-    pub fn of_doc(doc: &serde_json::Value) -> Self {
-        doc.get("pvt_port_state").and_then(|v| v.as_str()).and_then(Self::parse).unwrap_or(Unconfirmed)
-    }
-
     /// Open requests hold their numbers: a number may be on only one open request.
     pub fn is_open(self) -> bool {
         matches!(self, Unconfirmed | Submitted | Pending | Scheduled | Rejected)
@@ -146,7 +141,6 @@ mod tests {
             assert_eq!(PortState::parse(st.as_str()), Some(st));
         }
         assert_eq!(PortState::parse("bogus"), None);
-        assert_eq!(PortState::of_doc(&serde_json::json!({})), Unconfirmed);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Kazoo's JSON envelope around every answer (`kazoo-4.3-crossbar.md` §1).
 
-use crate::error::ApiError;
+use crate::http::errors::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, Responder, web};
@@ -83,9 +83,13 @@ impl Reply {
 
     /// 201 with a `Location` header, as Cowboy answers a PUT that created something.
     pub fn created(data: Value, location: &str) -> Self {
-        let mut r = Self::ok(data);
-        r.status = StatusCode::CREATED;
-        r.with_header(header::LOCATION, location)
+        Self::ok(data).created_at(location)
+    }
+
+    /// This answer as a 201 with a `Location` header.
+    pub fn created_at(mut self, location: &str) -> Self {
+        self.status = StatusCode::CREATED;
+        self.with_header(header::LOCATION, location)
     }
 
     /// The document's `_rev`: the envelope `revision` and, on GET, the `ETag`.

@@ -12,11 +12,11 @@
 //! Customer links are not covered: their answer holds a secret the service never stores.
 
 use super::envelope::RequestMeta;
+use super::errors::ApiError;
 use super::request::{MAX_BODY_BYTES, authenticate_basic, max_size_error};
-use crate::couch::{StoreError, dbs};
-use crate::domain::idempotency::{self as rules, Answer, KEPT_HEADERS, Key, Seen};
-use crate::error::ApiError;
+use crate::domain::idempotency::{self as rules, Answer, IdempotencyDoc, KEPT_HEADERS, Key, Seen};
 use crate::state::AppState;
+use crate::store::{StoreError, dbs};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -103,13 +103,13 @@ pub async fn idempotency(
     let id = key.record_id(&scope);
 
     let deadline = Instant::now() + WAIT;
-    let mut stale_rev: Option<String> = None;
+    let mut stale_rev = None;
     for _ in 0..200 {
         let mut record = rules::new_record(&id, &print, now_ms());
         if let Some(rev) = stale_rev.take() {
-            record["_rev"] = json!(rev);
+            record.rev = rev;
         }
-        match state.couch.save(dbs::SERVICE, &mut record).await {
+        match state.couch.save_doc(dbs::SERVICE, &mut record).await {
             Ok(_) => return make_and_keep(req, next, &state, record).await,
             Err(StoreError::Conflict) => {}
             Err(e) => return Ok(req.error_response(ApiError::from(e))),
@@ -119,10 +119,11 @@ pub async fn idempotency(
             Ok(None) => continue,
             Err(e) => return Ok(req.error_response(ApiError::from(e))),
         };
+        let Ok(stored) = serde_json::from_value::<IdempotencyDoc>(stored) else { continue };
         match rules::seen(&stored, &print, now_ms()) {
             Seen::Replay(answer) => return Ok(replay(req, answer)),
             Seen::Mismatch => return Ok(req.error_response(ApiError::IdempotencyKeyReused)),
-            Seen::Stale => stale_rev = stored.get("_rev").and_then(Value::as_str).map(str::to_owned),
+            Seen::Stale => stale_rev = Some(stored.rev),
             Seen::InProgress if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             Seen::InProgress => break,
         }
@@ -135,7 +136,7 @@ async fn make_and_keep(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
     state: &AppState,
-    mut record: Value,
+    mut record: IdempotencyDoc,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let res = super::middleware::rendered(next.call(req).await?.map_into_boxed_body());
     let (http_req, response) = res.into_parts();
@@ -146,51 +147,18 @@ async fn make_and_keep(
         .collect();
     let (head, body) = response.into_parts();
     let bytes = actix_web::body::to_bytes(body).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let id = record["_id"].as_str().unwrap_or_default().to_owned();
     if rules::keeps(status.as_u16()) {
         let answer = Answer { status: status.as_u16(), headers, body: without_token(&bytes) };
         rules::answered(&mut record, &answer);
-        if let Err(e) = state.couch.save(dbs::SERVICE, &mut record).await {
+        if let Err(e) = state.couch.save_doc(dbs::SERVICE, &mut record).await {
             tracing::warn!(error = %e, "the answer of an Idempotency-Key could not be kept");
         }
-    } else if let Some(rev) = record.get("_rev").and_then(Value::as_str)
-        && let Err(e) = state.couch.delete(dbs::SERVICE, &id, rev).await
+    } else if let Some(rev) = record.rev.get()
+        && let Err(e) = state.couch.delete(dbs::SERVICE, &record.id, rev).await
     {
         tracing::warn!(error = %e, "the record of a failed Idempotency-Key stays until it is abandoned");
     }
     Ok(ServiceResponse::new(http_req, head.set_body(BoxBody::new(bytes))))
-}
-
-/// How often the records of keys past their 24 hours are removed.
-const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
-
-/// Removes the records of keys past their time, now and then (every instance: removals that
-/// meet each other are harmless conflicts). A key past its time starts afresh anyway; this
-/// only keeps the service's database from growing.
-pub fn spawn_cleanup(state: web::Data<AppState>) {
-    tokio::spawn(async move {
-        loop {
-            match forget_expired(&state.couch, now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed the records of expired Idempotency-Keys"),
-                Err(e) => tracing::warn!(error = %e, "cannot remove the records of expired Idempotency-Keys"),
-            }
-            tokio::time::sleep(CLEANUP_EVERY).await;
-        }
-    });
-}
-
-/// Removes up to 1,000 records of keys that expired before `now_ms`; returns how many went.
-pub async fn forget_expired(couch: &crate::couch::Couch, now_ms: u64) -> Result<usize, StoreError> {
-    let query =
-        crate::couch::ViewQuery { limit: Some(1000), ..crate::couch::ViewQuery::range(json!(0), json!(now_ms)) };
-    let rows = couch.view(dbs::SERVICE, "deliveries", "expired_idempotency_keys", &query).await?;
-    let gone: Vec<Value> = rows
-        .iter()
-        .filter_map(|r| Some(json!({ "_id": r.id.as_deref()?, "_rev": r.value.as_str()?, "_deleted": true })))
-        .collect();
-    let results = couch.bulk_save(dbs::SERVICE, &gone).await?;
-    Ok(results.iter().filter(|r| r.is_ok()).count())
 }
 
 /// The envelope as kept: without the caller's token.

@@ -2,7 +2,7 @@
 //! envelope on every error, whatever produced it.
 
 use super::envelope::{EnvelopeInfo, RequestMeta, render_error};
-use crate::error::ApiError;
+use crate::http::errors::ApiError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};

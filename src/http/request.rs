@@ -5,11 +5,12 @@
 //! its `data`, then the token is checked. Errors come out in that order, as in Kazoo.
 
 use super::envelope::RequestMeta;
+use super::errors::ApiError;
+use crate::app::write::{Ask, Who};
 use crate::auth::Caller;
-use crate::directory::Account;
 use crate::domain::ids::AccountId;
-use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::directory::Account;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
@@ -203,6 +204,8 @@ pub struct Ctx {
     pub body: Body,
     pub query: Map<String, Value>,
     pub caller: Arc<Caller>,
+    /// The caller as the one asking for a change.
+    pub who: Who,
     pub request_id: String,
     pub if_match: Option<String>,
 }
@@ -236,17 +239,9 @@ impl Ctx {
         authorize_account(&self.state, &self.caller, raw).await
     }
 
-    /// What a port request change is asked with.
-    pub fn change(&self) -> crate::port_requests::changes::Request<'_> {
-        crate::port_requests::changes::Request {
-            state: &self.state,
-            caller: &self.caller,
-            request_id: &self.request_id,
-            if_match: self.if_match.as_deref(),
-            data: self.data(),
-            reason: self.req_str("reason"),
-            accept_charges: self.req_true("accept_charges"),
-        }
+    /// What a change is asked with.
+    pub fn ask(&self) -> Ask<'_> {
+        Ask { state: &self.state, who: &self.who, request_id: &self.request_id, if_match: self.if_match.as_deref() }
     }
 }
 
@@ -265,7 +260,7 @@ fn if_match(req: &HttpRequest) -> Option<String> {
     req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
 }
 
-fn request_id(req: &HttpRequest) -> String {
+pub fn request_id(req: &HttpRequest) -> String {
     req.extensions().get::<RequestMeta>().map(|m| m.request_id.clone()).unwrap_or_default()
 }
 
@@ -285,7 +280,7 @@ pub async fn authenticate_basic(state: &AppState, header: &str) -> Result<Arc<Ca
     let (user, key) = decoded.split_once(':').ok_or(ApiError::InvalidCredentials)?;
     let id = AccountId::from_any(user).ok_or(ApiError::InvalidCredentials)?;
     let account = state.directory.account(&id).await?.ok_or(ApiError::InvalidCredentials)?;
-    let expected = account.doc.get("pvt_api_key").and_then(Value::as_str).unwrap_or_default();
+    let expected = account.doc.api_key.as_deref().unwrap_or_default();
     // compare without leaking where the keys differ
     let same = !expected.is_empty()
         && expected.len() == key.len()
@@ -303,6 +298,7 @@ pub struct Authed {
     pub state: web::Data<AppState>,
     pub query: Map<String, Value>,
     pub caller: Arc<Caller>,
+    pub who: Who,
     pub request_id: String,
     pub if_match: Option<String>,
 }
@@ -310,6 +306,11 @@ pub struct Authed {
 impl Authed {
     pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
         authorize_account(&self.state, &self.caller, raw).await
+    }
+
+    /// What a change is asked with.
+    pub fn ask(&self) -> Ask<'_> {
+        Ask { state: &self.state, who: &self.who, request_id: &self.request_id, if_match: self.if_match.as_deref() }
     }
 }
 
@@ -326,6 +327,7 @@ impl FromRequest for Authed {
             Ok(Authed {
                 state,
                 query: parse_query(req.query_string()),
+                who: caller.who(),
                 caller,
                 request_id: request_id(&req),
                 if_match: if_match(&req),
@@ -365,7 +367,15 @@ impl FromRequest for Ctx {
             let query = parse_query(req.query_string());
             let token = find_token(&req, &body, &query);
             let caller = authenticate(&req, token).await?;
-            Ok(Ctx { state, body, query, caller, request_id: request_id(&req), if_match: if_match(&req) })
+            Ok(Ctx {
+                state,
+                body,
+                query,
+                who: caller.who(),
+                caller,
+                request_id: request_id(&req),
+                if_match: if_match(&req),
+            })
         })
     }
 }

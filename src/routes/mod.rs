@@ -1,13 +1,14 @@
-//! The URL table. Every resource answers 405 (in the envelope) for methods it does not take.
+//! The URL table of the API. Every resource answers 405 (in the envelope) for methods it does
+//! not take. Each handler parses what it is asked, calls one use case of `app`, and answers.
 
 pub mod attachments;
-pub mod customer;
+pub mod customer_links;
 pub mod fone;
 pub mod listings;
 pub mod operations;
 pub mod port_requests;
 
-use crate::error::ApiError;
+use crate::http::errors::ApiError;
 use actix_web::{HttpResponse, web};
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
@@ -27,11 +28,11 @@ pub fn resource(path: &str) -> actix_web::Resource {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     port_requests::configure(cfg);
     attachments::configure(cfg);
-    customer::configure_api(cfg);
+    customer_links::configure(cfg);
     port_requests::configure_transitions(cfg);
     listings::configure(cfg);
     fone::configure(cfg);
-    customer::configure_pages(cfg);
+    crate::pages::customer::configure(cfg);
     cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
         .service(resource("/openapi.json").route(web::get().to(operations::openapi)))
         .service(resource("/metrics").route(web::get().to(operations::metrics)));

@@ -1,9 +1,9 @@
 //! What operators and tools read: health, the OpenAPI document, Prometheus metrics. No token.
 
-use crate::couch::dbs;
-use crate::error::ApiError;
 use crate::http::envelope::Reply;
+use crate::http::errors::ApiError;
 use crate::state::AppState;
+use crate::store::{dbs, views};
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -25,10 +25,10 @@ pub async fn openapi() -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
     m.couch_nodes_up.set(state.couch.nodes_up().0 as i64);
-    let queue = state.settings.outbox.queue.as_str();
+    let queue = state.settings.jobs.delivery.queue.as_str();
     for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
         let key = json!([queue, status]);
-        if let Ok(n) = state.couch.view_count(dbs::SERVICE, "deliveries", "by_status", key.clone(), key).await {
+        if let Ok(n) = state.couch.view_count(dbs::SERVICE, views::SERVICE_DDOC, "by_status", key.clone(), key).await {
             gauge.set(n as i64);
         }
     }

@@ -1,18 +1,20 @@
-//! `/v2/accounts/{A}/port_requests/...`: one request's life cycle. Each handler parses, calls
-//! one change of `port_requests::changes` (which validates, authorizes and writes), and answers.
+//! `/v2/accounts/{A}/port_requests/...`: one request's life cycle. Each handler parses what it
+//! is asked, calls one use case of `app`, and answers in the envelope.
 
 use super::{listings, resource};
+use crate::app::import;
+use crate::app::requests::{self, MoveAsk, Saved, data_object};
+use crate::app::write::load_in_scope;
 use crate::domain::comments;
-use crate::domain::ids::{is_doc_id, new_doc_id};
+use crate::domain::documents::port_request::PortRequest;
+use crate::domain::ids::{PortRequestId, is_doc_id};
 use crate::domain::number_progress;
-use crate::domain::port_request::{self as pr, client_fields, public_fields, view_for};
+use crate::domain::port_request::{self as pr, view_for};
 use crate::domain::port_state::PortState;
-use crate::error::ApiError;
 use crate::http::envelope::Reply;
+use crate::http::errors::{ApiError, number_message};
 use crate::http::request::Ctx;
 use crate::http::request::{Authed, MAX_BODY_BYTES, read_body};
-use crate::port_requests::changes::{self, Saved};
-use crate::port_requests::{self as store, is_authority};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{FromRequest, HttpRequest, web};
 use serde_json::{Value, json};
@@ -48,17 +50,27 @@ pub fn configure_transitions(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(format!("{BASE}/{{id}}/{{state}}")).to(transition));
 }
 
+/// A request id of the path (one that cannot be an id is as unknown as a missing request).
+pub fn request_id(raw: &str) -> Result<PortRequestId, ApiError> {
+    PortRequestId::parse(raw).map_err(|_| ApiError::BadIdentifier(Some(raw.to_owned())))
+}
+
+/// The request as an answer shows it, with its revision.
+pub fn request_reply(doc: &PortRequest, is_authority: bool) -> Reply {
+    Reply::ok(view_for(doc, is_authority)).with_revision(doc.rev())
+}
+
 fn answer(saved: Saved) -> Reply {
-    Reply::ok(view_for(&saved.doc, saved.is_authority)).with_revision(saved.doc["_rev"].as_str())
+    request_reply(&saved.doc, saved.is_authority)
 }
 
 /// `PUT /v2/accounts/{A}/port_requests`
 pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Result<Reply, ApiError> {
     let account = ctx.account(&path).await?;
-    let data = changes::data_object(ctx.data())?;
+    let data = data_object(ctx.data())?;
     let id = match data.get("id") {
-        None | Some(Value::Null) => new_doc_id(),
-        Some(Value::String(s)) if is_doc_id(s) => s.clone(),
+        None | Some(Value::Null) => PortRequestId::new_random(),
+        Some(Value::String(s)) if is_doc_id(s) => request_id(s)?,
         Some(other) => {
             return Err(ApiError::validation(
                 "id",
@@ -67,13 +79,13 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
             ));
         }
     };
-    let saved = changes::create(&ctx.change(), &account, client_fields(data), id, None).await?;
-    let location = format!("{}/{}", req.path().trim_end_matches('/'), saved.doc["_id"].as_str().unwrap_or_default());
-    Ok(Reply::created(view_for(&saved.doc, saved.is_authority), &location).with_revision(saved.doc["_rev"].as_str()))
+    let saved = requests::create(&ctx.ask(), &account, data.clone(), id, None).await?;
+    let location = format!("{}/{}", req.path().trim_end_matches('/'), saved.doc.id);
+    Ok(Reply::created(view_for(&saved.doc, saved.is_authority), &location).with_revision(saved.doc.rev()))
 }
 
 /// `POST /v2/accounts/{A}/port_requests/import[?dry_run=true]` with a CSV body: a request per
-/// run of rows with one `request` value, a row per number (`port_requests::import`).
+/// run of rows with one `request` value, a row per number (`app::import`).
 pub async fn import(
     auth: Authed,
     req: HttpRequest,
@@ -88,16 +100,47 @@ pub async fn import(
     }
     let body = read_body(&req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
     let dry_run = auth.query.get("dry_run").is_some_and(|v| v == &json!(true) || v == &json!("true"));
-    let request = changes::Request {
-        state: &auth.state,
-        caller: &auth.caller,
-        request_id: &auth.request_id,
-        if_match: None,
-        data: &Value::Null,
-        reason: None,
-        accept_charges: false,
+    let report = import::import(&auth.ask(), &account, &body, dry_run).await?;
+    Ok(Reply::ok(import_report(&report)))
+}
+
+/// An import's report as the API shows it.
+fn import_report(report: &import::Report) -> Value {
+    let row = |o: &import::Outcome| {
+        let mut r = json!({ "row": o.line, "request": o.request, "number": o.number, "status": o.status });
+        if let Some(id) = &o.id {
+            r["id"] = json!(id);
+        }
+        if !o.errors.is_empty() {
+            r["errors"] = json!(o.errors.iter().map(row_error).collect::<Vec<_>>());
+        }
+        r
     };
-    Ok(Reply::ok(crate::port_requests::import::import(&request, &account, &body, dry_run).await?))
+    json!({
+        "dry_run": report.dry_run,
+        "written": report.written,
+        "requests": report.requests,
+        "counts": {
+            "valid": report.count("valid"), "created": report.count("created"), "exists": report.count("exists"),
+            "error": report.count("error"), "not_made": report.count("not_made"),
+        },
+        "rows": report.rows.iter().map(row).collect::<Vec<_>>(),
+    })
+}
+
+/// A row's error, as the API's own errors would say it.
+fn row_error(e: &import::RowError) -> Value {
+    match e {
+        import::RowError::Message(m) => json!({ "message": m }),
+        import::RowError::Field { path, detail } => json!({ path.clone(): detail }),
+        import::RowError::Number { raw, why } => {
+            json!({ raw.clone(): { "type": { "message": number_message(why), "cause": raw } } })
+        }
+        import::RowError::Refused(e) => {
+            let (_, text, data) = ApiError::from(e.clone()).parts();
+            json!({ "message": text, "data": data })
+        }
+    }
 }
 
 /// `GET /v2/accounts/{A}/port_requests/{id}` — also the per-state and `last_submitted`
@@ -108,22 +151,21 @@ pub async fn read(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, 
         return listings::account_list_by_path(ctx, account_id, id).await;
     }
     let account = ctx.account(&account_id).await?;
-    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
-    Ok(Reply::ok(view_for(&doc, is_authority(&ctx.caller, &doc))).with_revision(doc["_rev"].as_str()))
+    Ok(answer(requests::read(&ctx.state, &ctx.who, &account.id, &request_id(&id)?).await?))
 }
 
 /// `POST /{id}`: full replace of the public fields.
 pub async fn update(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    Ok(answer(changes::replace(&ctx.change(), &account, &id).await?))
+    Ok(answer(requests::replace(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?))
 }
 
 /// `PATCH /{id}`: deep merge.
 pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    Ok(answer(changes::patch(&ctx.change(), &account, &id).await?))
+    Ok(answer(requests::patch(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?))
 }
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
@@ -139,7 +181,9 @@ pub async fn transition(
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
-    Ok(answer(changes::move_to(&ctx.change(), &account, &id, to).await?))
+    let asked =
+        MoveAsk { data: ctx.data(), reason: ctx.req_str("reason"), accept_charges: ctx.req_true("accept_charges") };
+    Ok(answer(requests::move_to(&ctx.ask(), &account, &request_id(&id)?, to, &asked).await?))
 }
 
 /// `GET /{id}/numbers`: where each number of the request is (on it, ported or canceled), with
@@ -147,8 +191,8 @@ pub async fn transition(
 pub async fn numbers_progress(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
-    Ok(Reply::ok(Value::Object(number_progress::all(&doc))).with_revision(doc["_rev"].as_str()))
+    let doc = load_in_scope(&ctx.state, &account.id, &request_id(&id)?).await?;
+    Ok(Reply::ok(Value::Object(number_progress::all(&doc))).with_revision(doc.rev()))
 }
 
 /// `PATCH /{id}/numbers/{number}/{state}`: one number moves on its own.
@@ -164,7 +208,9 @@ pub async fn number_transition(
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
-    Ok(answer(changes::move_number(&ctx.change(), &account, &id, &number, to).await?))
+    let reason = ctx.req_str("reason");
+    let saved = requests::move_number(&ctx.ask(), &account, &request_id(&id)?, &number, to, reason.as_deref()).await?;
+    Ok(answer(saved))
 }
 
 /// `DELETE /{id}`: soft delete. Crossbar answers with the document as it was, marked deleted,
@@ -172,19 +218,20 @@ pub async fn number_transition(
 pub async fn delete(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let Saved { doc, is_authority } = changes::delete(&ctx.change(), &account, &id).await?;
-    let mut data = Value::Object(public_fields(&doc));
-    comments::filter_view(&mut data, is_authority);
+    let Saved { doc, is_authority } = requests::delete(&ctx.ask(), &account, &request_id(&id)?).await?;
+    let mut data = Value::Object(doc.public_fields());
+    data["id"] = json!(doc.id);
+    pr::filter_comments(&mut data, &doc, is_authority);
     data["_read_only"] = json!({ "deleted": true });
-    Ok(Reply::ok(data).with_revision(doc["_rev"].as_str()))
+    Ok(Reply::ok(data).with_revision(doc.rev()))
 }
 
 /// `GET /{id}/timeline`: transitions and visible comments by time.
 pub async fn timeline(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
-    Ok(Reply::ok(json!(pr::timeline(&doc, is_authority(&ctx.caller, &doc)))).with_automatic_revision())
+    let Saved { doc, is_authority } = requests::read(&ctx.state, &ctx.who, &account.id, &request_id(&id)?).await?;
+    Ok(Reply::ok(json!(pr::timeline(&doc, is_authority))).with_automatic_revision())
 }
 
 /// `GET /{id}/notifications`: the delivery records of the request's emails, webhooks and
@@ -192,11 +239,11 @@ pub async fn timeline(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Rep
 pub async fn notifications(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
-    if !is_authority(&ctx.caller, &doc) {
+    let Saved { doc, is_authority } = requests::read(&ctx.state, &ctx.who, &account.id, &request_id(&id)?).await?;
+    if !is_authority {
         return Err(ApiError::Forbidden(None));
     }
-    let records = crate::notify::log(&ctx.state, &doc).await?;
+    let records = crate::jobs::delivery::log(&ctx.state, &doc).await?;
     Ok(Reply::ok(json!(records)).with_automatic_revision())
 }
 
@@ -204,18 +251,22 @@ pub async fn notifications(ctx: Ctx, path: web::Path<(String, String)>) -> Resul
 pub async fn comments_list(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let doc = store::load_in_scope(&ctx.state, &account, &id).await?;
-    let visible = comments::visible(comments::of(&doc), is_authority(&ctx.caller, &doc));
-    Ok(Reply::ok(json!({ "comments": visible })).with_revision(doc["_rev"].as_str()))
+    let Saved { doc, is_authority } = requests::read(&ctx.state, &ctx.who, &account.id, &request_id(&id)?).await?;
+    Ok(comments_reply(&doc, is_authority))
+}
+
+fn comments_reply(doc: &PortRequest, is_authority: bool) -> Reply {
+    let visible = comments::visible(doc.comments(), is_authority);
+    Reply::ok(json!({ "comments": visible })).with_revision(doc.rev())
 }
 
 /// `PUT /{id}/comments`: appends the comments of the body.
 pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let Saved { doc, is_authority } = changes::add_comments(&ctx.change(), &account, &id).await?;
-    let visible = comments::visible(comments::of(&doc), is_authority);
-    Ok(Reply::ok(json!({ "comments": visible })).with_revision(doc["_rev"].as_str()))
+    let Saved { doc, is_authority } =
+        requests::add_comments(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?;
+    Ok(comments_reply(&doc, is_authority))
 }
 
 /// Comments are append-only: deleting them, or touching a single one, is refused.
@@ -228,6 +279,6 @@ pub async fn comments_forbidden(ctx: Ctx, req: HttpRequest) -> Result<Reply, Api
     let account_id = req.match_info().get("account_id").unwrap_or_default();
     let id = req.match_info().get("id").unwrap_or_default();
     let account = ctx.account(account_id).await?;
-    store::load_in_scope(&ctx.state, &account, id).await?;
+    load_in_scope(&ctx.state, &account.id, &request_id(id)?).await?;
     Err(ApiError::validation("comments", "forbidden", json!({ "message": message, "cause": "comments" })))
 }

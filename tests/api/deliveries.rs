@@ -136,8 +136,8 @@ async fn events_saved_while_every_worker_is_down_are_delivered_when_one_starts()
     worker.wait().unwrap();
     let q = queue.clone();
     let api = spawn_app_with(move |s| {
-        s.outbox.queue = q;
-        s.outbox.worker = false;
+        s.jobs.delivery.queue = q;
+        s.jobs.delivery.worker = false;
     })
     .await;
     let ids = submit_some(&api.address, &customer, &token, &format!("{}/hooks", hook.url), 3).await;

@@ -180,7 +180,7 @@ async fn couchdb_stopped_under_load() {
     let customer = sys.account(Some(&reseller), "Customer", json!({})).await;
     let mut settings = default_settings(&own.url());
     settings.couchdb.timeout = Duration::from_secs(2);
-    let queue = settings.outbox.queue.clone();
+    let queue = settings.jobs.delivery.queue.clone();
     let address = start(settings).await;
     let load = Arc::new(Load {
         base: address.clone(),

@@ -138,13 +138,13 @@ async fn records_of_expired_keys_are_removed() {
     let raw = &app.sys.couch;
     let settings =
         kazoo_port_requests::configuration::CouchSettings::parse(&raw.url, std::time::Duration::from_secs(10));
-    let couch = kazoo_port_requests::couch::Couch::new(&settings.unwrap()).unwrap();
+    let couch = kazoo_port_requests::store::Couch::new(&settings.unwrap()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let (old, live) = (format!("idempotency:test:{}", hex32()), format!("idempotency:test:{}", hex32()));
-    raw.put("kazoo_port_requests", &new_record(&old, "print", now - KEPT_MS - 1)).await;
-    raw.put("kazoo_port_requests", &new_record(&live, "print", now)).await;
+    raw.put("kazoo_port_requests", &serde_json::to_value(new_record(&old, "print", now - KEPT_MS - 1)).unwrap()).await;
+    raw.put("kazoo_port_requests", &serde_json::to_value(new_record(&live, "print", now)).unwrap()).await;
     // (every instance's own pass may remove it first)
-    kazoo_port_requests::http::idempotency::forget_expired(&couch, now).await.unwrap();
+    kazoo_port_requests::jobs::cleanup::forget_expired_keys(&couch, now).await.unwrap();
     assert!(raw.get("kazoo_port_requests", &old).await.is_none(), "the expired record is gone");
     assert!(raw.get("kazoo_port_requests", &live).await.is_some(), "the live one stays");
 }

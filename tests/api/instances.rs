@@ -24,7 +24,10 @@ impl Misses {
 async fn pair() -> (TestApp, TestApp) {
     let queue = hex32();
     let (q1, q2) = (queue.clone(), queue);
-    (spawn_app_with(move |s| s.outbox.queue = q1).await, spawn_app_with(move |s| s.outbox.queue = q2).await)
+    (
+        spawn_app_with(move |s| s.jobs.delivery.queue = q1).await,
+        spawn_app_with(move |s| s.jobs.delivery.queue = q2).await,
+    )
 }
 
 async fn moves(a: &TestApp, pa: &Ports<'_>, pb: &Ports<'_>, member: &str, authority: &str) -> Misses {

@@ -189,8 +189,8 @@ async fn signed_webhooks_are_retried_until_accepted() {
 async fn two_instances_deliver_each_email_once() {
     let queue = hex32();
     let (q1, q2) = (queue.clone(), queue.clone());
-    let first = spawn_app_with(move |s| s.outbox.queue = q1).await;
-    let second = spawn_app_with(move |s| s.outbox.queue = q2).await;
+    let first = spawn_app_with(move |s| s.jobs.delivery.queue = q1).await;
+    let second = spawn_app_with(move |s| s.jobs.delivery.queue = q2).await;
     let t = tree(&first).await;
     let to = customer_address();
     let mut ids = Vec::new();
@@ -258,7 +258,7 @@ async fn the_carrier_push_is_retried_and_marks_the_request_sent() {
 
 #[tokio::test]
 async fn old_unconfirmed_requests_get_one_reminder_per_period() {
-    let app = spawn_app_with(|s| s.outbox.reminder_interval = std::time::Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.jobs.reminders.interval = std::time::Duration::from_secs(1)).await;
     let t = tree(&app).await;
     let to = customer_address();
     let id = create(&app, &t.customer, &to, None).await;
@@ -276,7 +276,7 @@ async fn old_unconfirmed_requests_get_one_reminder_per_period() {
 /// (SSRF), naming the field; nothing is stored.
 #[tokio::test]
 async fn webhooks_to_private_addresses_are_refused_on_create_and_edit() {
-    let app = spawn_app_with(|s| s.outbox.allow_private_webhooks = false).await;
+    let app = spawn_app_with(|s| s.webhooks.allow_private = false).await;
     let t = tree(&app).await;
     let ports = Ports::new(&app, &t.customer);
     let member = app.token(&t.customer);
@@ -313,13 +313,13 @@ async fn webhooks_to_private_addresses_are_skipped_at_delivery() {
     let queue = hex32();
     let (q1, q2) = (queue.clone(), queue);
     let writer = spawn_app_with(move |s| {
-        s.outbox.queue = q1;
-        s.outbox.worker = false;
+        s.jobs.delivery.queue = q1;
+        s.jobs.delivery.worker = false;
     })
     .await;
     let app = spawn_app_with(move |s| {
-        s.outbox.queue = q2;
-        s.outbox.allow_private_webhooks = false;
+        s.jobs.delivery.queue = q2;
+        s.webhooks.allow_private = false;
     })
     .await;
     let t = tree(&app).await;

@@ -20,6 +20,20 @@ use helpers::{TestApp, default_settings, start};
 use kazoo::{Couch, hex32};
 use serde_json::Value;
 
+/// The cluster the tests share: every test holds it shared, but the node loss test holds it
+/// alone, since a node it stops is a node every other test's writes need.
+static CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Runs beside the other tests.
+pub async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER.read().await
+}
+
+/// Runs alone on the cluster.
+pub async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTER.write().await
+}
+
 pub fn node_urls() -> Vec<String> {
     std::env::var("KPR_CLUSTER_URLS")
         .expect("KPR_CLUSTER_URLS is set: run the tests with scripts/test.sh")
@@ -33,7 +47,7 @@ pub fn node_urls() -> Vec<String> {
 pub async fn instance(couch_url: &str, queue: &str) -> TestApp {
     let sys = kazoo::system().await;
     let mut settings = default_settings(couch_url);
-    settings.outbox.queue = queue.to_owned();
+    settings.jobs.delivery.queue = queue.to_owned();
     let address = start(settings).await;
     TestApp { address, http: reqwest::Client::new(), sys }
 }

@@ -150,6 +150,7 @@ async fn load(
 
 #[tokio::test]
 async fn a_node_lost_under_load() {
+    let _cluster = crate::alone().await;
     let nodes = node_urls();
     let node3 = Node3::find();
     let queue = hex32();

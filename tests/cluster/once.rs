@@ -47,6 +47,7 @@ async fn assert_keys_settled(couch: &Couch) {
 /// replay (or 409 while it is made), and no record or request left in conflict.
 #[tokio::test]
 async fn one_idempotency_key_makes_one_change() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);
@@ -92,6 +93,7 @@ async fn import(app: &TestApp, path: &str, token: &str, csv: String) -> (u16, Va
 /// refusal of that request); importing the file once more answers every row `exists`.
 #[tokio::test]
 async fn one_file_imported_twice_at_once_makes_each_request_once() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);
@@ -160,6 +162,7 @@ async fn one_file_imported_twice_at_once_makes_each_request_once() {
 /// exactly once.
 #[tokio::test]
 async fn numbers_moved_at_once_lose_no_move() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);

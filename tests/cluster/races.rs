@@ -25,6 +25,7 @@ fn through<'a>(a: &'a TestApp, b: &'a TestApp, i: usize) -> &'a TestApp {
 /// free of conflicts.
 #[tokio::test]
 async fn one_winner_per_number() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     let member = a.token(&t.customer);
@@ -83,6 +84,7 @@ async fn one_winner_per_number() {
 /// submitter gets the pending mail exactly once.
 #[tokio::test]
 async fn one_winner_per_move_and_each_mail_once() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);
@@ -160,6 +162,7 @@ fn delivery_of(mail: &Value) -> String {
 /// run in five.
 #[tokio::test]
 async fn concurrent_comments_uploads_and_edits_lose_nothing() {
+    let _cluster = crate::shared().await;
     let (a, b) = pair().await;
     let t = tree(&a).await;
     for round in 0..3 {
@@ -230,6 +233,7 @@ async fn many_writers_on_one_request(a: &TestApp, b: &TestApp, t: &crate::helper
 /// winner with both branches' comments, and no conflict is left.
 #[tokio::test]
 async fn a_conflict_made_on_purpose_is_resolved() {
+    let _cluster = crate::shared().await;
     let (a, _b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);
@@ -279,6 +283,7 @@ async fn a_conflict_made_on_purpose_is_resolved() {
 /// written) until it expires; then the next writer takes the next round and the change is made.
 #[tokio::test]
 async fn a_turn_blocks_until_it_expires() {
+    let _cluster = crate::shared().await;
     let (a, _b) = pair().await;
     let t = tree(&a).await;
     let ports = Ports::new(&a, &t.customer);

@@ -1,0 +1,92 @@
+//! A phone number document of Kazoo's numbers databases (`numbers/+1415`, id = the number), and
+//! its copy in the owner's account database, as a completion writes them
+//! (`kazoo-4.3-port-features.md` §5).
+
+use super::fields::Slot;
+use crate::domain::ids::AccountId;
+use crate::domain::phone_number::PhoneNumber;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumberDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
+    pub rev: Slot<String>,
+    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
+    pub doc_type: Slot<String>,
+    #[serde(rename = "pvt_state", default, skip_serializing_if = "Slot::is_absent")]
+    pub state: Slot<String>,
+    /// The older name of `pvt_state`.
+    #[serde(rename = "pvt_number_state", default, skip_serializing_if = "Slot::is_absent")]
+    pub number_state: Slot<String>,
+    #[serde(rename = "pvt_assigned_to", default, skip_serializing_if = "Slot::is_absent")]
+    pub assigned_to: Slot<String>,
+    #[serde(rename = "pvt_used_by", default, skip_serializing_if = "Slot::is_absent")]
+    pub used_by: Slot<String>,
+    #[serde(rename = "pvt_ported_in", default, skip_serializing_if = "Slot::is_absent")]
+    pub ported_in: Slot<bool>,
+    #[serde(rename = "pvt_module_name", default, skip_serializing_if = "Slot::is_absent")]
+    pub module_name: Slot<String>,
+    #[serde(rename = "pvt_db_name", default, skip_serializing_if = "Slot::is_absent")]
+    pub db_name: Slot<String>,
+    #[serde(rename = "pvt_features", default, skip_serializing_if = "Slot::is_absent")]
+    pub features: Slot<Value>,
+    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
+    pub created: Slot<i64>,
+    #[serde(rename = "pvt_modified", default, skip_serializing_if = "Slot::is_absent")]
+    pub modified: Slot<i64>,
+    /// The port request it came in with.
+    #[serde(default, skip_serializing_if = "Slot::is_absent")]
+    pub port_id: Slot<String>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl NumberDoc {
+    /// In service for `owner`, ported in by request `port_id` through `module`.
+    pub fn ported_in(number: &PhoneNumber, owner: &AccountId, port_id: &str, module: &str, now: i64) -> Self {
+        NumberDoc {
+            id: number.to_string(),
+            rev: Slot::Absent,
+            doc_type: Slot::Set("number".into()),
+            state: Slot::Set("in_service".into()),
+            number_state: Slot::Absent,
+            assigned_to: Slot::Set(owner.to_string()),
+            used_by: Slot::Absent,
+            ported_in: Slot::Set(true),
+            module_name: Slot::Set(module.to_owned()),
+            db_name: Slot::Set(crate::domain::ids::encode_db_name(&number.db_name())),
+            features: Slot::Set(json!({ "local": {} })),
+            created: Slot::Set(now),
+            modified: Slot::Set(now),
+            port_id: Slot::Set(port_id.to_owned()),
+            rest: Map::new(),
+        }
+    }
+
+    /// Assigned to an account (a number in service somewhere)?
+    pub fn is_assigned(&self) -> bool {
+        self.assigned_to.text().is_some()
+    }
+
+    /// Written for request `port_id` of `owner` (an earlier attempt of the same completion)?
+    pub fn is_ported_by(&self, owner: &AccountId, port_id: &str) -> bool {
+        self.assigned_to.as_deref() == Some(owner.as_str())
+            && self.port_id.as_deref() == Some(port_id)
+            && self.state.as_deref() == Some("in_service")
+    }
+
+    /// May a port in take it over? Kazoo accepts existing numbers only when aging, available or
+    /// being ported in, and not someone else's.
+    pub fn is_reusable_by(&self, owner: &AccountId) -> bool {
+        let state = self.state.as_deref().or(self.number_state.as_deref());
+        let assigned = self.assigned_to.text();
+        matches!(state, Some("aging" | "available" | "port_in")) && assigned.is_none_or(|a| a == owner.as_str())
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a number document serialises")
+    }
+}

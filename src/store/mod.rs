@@ -1,0 +1,45 @@
+//! CouchDB: the generic client and its cluster-safe writes (`couch`), the databases and design
+//! documents (`views`), and the repositories the application reads and writes through: port
+//! requests (`port_requests`, with `turns`, `cache` and `queue`) and the Kazoo documents around
+//! them (`directory`).
+
+pub mod cache;
+pub mod couch;
+pub mod directory;
+pub mod port_requests;
+pub mod queue;
+pub mod turns;
+pub mod views;
+
+pub use couch::{Couch, Document, StoreError, StoreResult, ViewQuery, ViewRow};
+
+/// Database names as Kazoo lays them out, and the service's own.
+pub mod dbs {
+    pub const PORT_REQUESTS: &str = "port_requests";
+    pub const ACCOUNTS: &str = "accounts";
+    pub const SYSTEM_CONFIG: &str = "system_config";
+    pub const SYSTEM_AUTH: &str = "system_auth";
+    /// Our own database (number claims, delivery records, ...): Kazoo never touches it.
+    pub const SERVICE: &str = "kazoo_port_requests";
+}
+
+use crate::domain::documents::fields::Slot;
+use crate::domain::documents::service::{
+    CheckpointDoc, ClaimDoc, CompletionJournal, DeliveryDoc, IdempotencyDoc, MarkerDoc,
+};
+
+/// The service's documents are written typed.
+macro_rules! document {
+    ($($t:ty),*) => {$(
+        impl Document for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn set_rev(&mut self, rev: String) {
+                self.rev = Slot::Set(rev);
+            }
+        }
+    )*};
+}
+
+document!(ClaimDoc, DeliveryDoc, CheckpointDoc, CompletionJournal, IdempotencyDoc, MarkerDoc);
