@@ -5,49 +5,12 @@
 use crate::auth::jwt;
 use crate::configuration::Settings;
 use crate::domain::documents::account::{AccountDoc, ConfigDoc, SystemKeyDoc, UserDoc};
-use crate::domain::documents::fields::Slot;
 use crate::domain::ids::{AccountId, derived_id, new_doc_id};
 use crate::domain::time::now_gregorian;
 use crate::store::couch::NewAttachment;
 use crate::store::{Couch, Document, StoreError, dbs, views};
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
-
-impl Document for AccountDoc {
-    fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or_default()
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rev = Slot::Set(rev);
-    }
-}
-
-impl Document for UserDoc {
-    fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or_default()
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rev = Slot::Set(rev);
-    }
-}
-
-impl Document for ConfigDoc {
-    fn id(&self) -> &str {
-        self.id.as_deref().unwrap_or_default()
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rev = Slot::Set(rev);
-    }
-}
-
-impl Document for SystemKeyDoc {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rest.insert("_rev".into(), json!(rev));
-    }
-}
 
 pub async fn connect(settings: &Settings) -> anyhow::Result<Couch> {
     let couch = Couch::new(&settings.couchdb)?;

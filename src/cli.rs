@@ -81,7 +81,8 @@ async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = crate::configuration::with_aliases(std::env::args().collect(), |k| std::env::var(k).ok());
+    let cli = Cli::parse_from(args);
     let settings = match cli.settings.into_settings() {
         Ok(s) => s,
         Err(e) => {

@@ -289,26 +289,26 @@ pub struct SettingsArgs {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, global = true)]
     pub webhook_allow_private: bool,
     /// Run the delivery job (mails, webhooks, carrier push) in this process.
-    #[arg(long, env = "DELIVERY_WORKER", action = clap::ArgAction::Set, global = true)]
-    pub delivery_worker: Option<bool>,
+    #[arg(long, env = "DELIVERY_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub delivery_worker: bool,
     /// Delivery queue name: instances on one CouchDB with the same queue share deliveries.
-    #[arg(long, env = "DELIVERY_QUEUE", global = true)]
-    pub delivery_queue: Option<String>,
-    /// Milliseconds between looks for due deliveries when nothing wakes the sender [default: 1000].
-    #[arg(long, env = "DELIVERY_POLL_MS", global = true)]
-    pub delivery_poll_ms: Option<u64>,
-    /// First retry delay of a failed delivery in milliseconds; doubles each failure [default: 5000].
-    #[arg(long, env = "DELIVERY_RETRY_BASE_MS", global = true)]
-    pub delivery_retry_base_ms: Option<u64>,
-    /// Longest retry delay in seconds [default: 7200].
-    #[arg(long, env = "DELIVERY_RETRY_MAX", global = true)]
-    pub delivery_retry_max: Option<u64>,
-    /// Seconds after which an undeliverable record is marked failed [default: 172800].
-    #[arg(long, env = "DELIVERY_GIVE_UP", global = true)]
-    pub delivery_give_up: Option<u64>,
-    /// Seconds a delivery record taken stays with its instance [default: 120].
-    #[arg(long, env = "DELIVERY_LEASE", global = true)]
-    pub delivery_lease: Option<u64>,
+    #[arg(long, env = "DELIVERY_QUEUE", default_value = "default", global = true)]
+    pub delivery_queue: String,
+    /// Milliseconds between looks for due deliveries when nothing wakes the sender.
+    #[arg(long, env = "DELIVERY_POLL_MS", default_value_t = 1000, global = true)]
+    pub delivery_poll_ms: u64,
+    /// First retry delay of a failed delivery in milliseconds; doubles each failure.
+    #[arg(long, env = "DELIVERY_RETRY_BASE_MS", default_value_t = 5000, global = true)]
+    pub delivery_retry_base_ms: u64,
+    /// Longest retry delay in seconds.
+    #[arg(long, env = "DELIVERY_RETRY_MAX", default_value_t = 7200, global = true)]
+    pub delivery_retry_max: u64,
+    /// Seconds after which an undeliverable record is marked failed (at least a day).
+    #[arg(long, env = "DELIVERY_GIVE_UP", default_value_t = 172_800, global = true)]
+    pub delivery_give_up: u64,
+    /// Seconds a delivery record taken stays with its instance.
+    #[arg(long, env = "DELIVERY_LEASE", default_value_t = 120, global = true)]
+    pub delivery_lease: u64,
     /// Resolve port requests held in conflicting revisions.
     #[arg(long, env = "CONFLICT_RESOLUTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub conflict_resolution: bool,
@@ -334,28 +334,26 @@ pub struct SettingsArgs {
     /// Remove the records of expired Idempotency-Keys (hourly).
     #[arg(long, env = "CLEANUP", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub cleanup: bool,
-    /// Earlier names of the delivery settings, still read (the DELIVERY_* name wins).
-    #[command(flatten)]
-    pub legacy: LegacyArgs,
 }
 
-/// The `OUTBOX_*` names of earlier versions: aliases of the `DELIVERY_*` settings.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct LegacyArgs {
-    #[arg(long, env = "OUTBOX_WORKER", action = clap::ArgAction::Set, global = true, hide = true)]
-    pub outbox_worker: Option<bool>,
-    #[arg(long, env = "OUTBOX_QUEUE", global = true, hide = true)]
-    pub outbox_queue: Option<String>,
-    #[arg(long, env = "OUTBOX_POLL_MS", global = true, hide = true)]
-    pub outbox_poll_ms: Option<u64>,
-    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", global = true, hide = true)]
-    pub outbox_retry_base_ms: Option<u64>,
-    #[arg(long, env = "OUTBOX_RETRY_MAX", global = true, hide = true)]
-    pub outbox_retry_max: Option<u64>,
-    #[arg(long, env = "OUTBOX_GIVE_UP", global = true, hide = true)]
-    pub outbox_give_up: Option<u64>,
-    #[arg(long, env = "OUTBOX_LEASE", global = true, hide = true)]
-    pub outbox_lease: Option<u64>,
+/// The delivery settings earlier versions read as `OUTBOX_*` (`OUTBOX_QUEUE` for
+/// `DELIVERY_QUEUE`, ...): those names are kept as aliases.
+const ALIASED: [&str; 7] = ["WORKER", "QUEUE", "POLL_MS", "RETRY_BASE_MS", "RETRY_MAX", "GIVE_UP", "LEASE"];
+
+/// The command line to read the settings from: `args`, with the value of each old variable
+/// whose new name is neither set nor on the command line given as the new flag.
+pub fn with_aliases(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut out = args;
+    for name in ALIASED {
+        let (old, new) = (format!("OUTBOX_{name}"), format!("DELIVERY_{name}"));
+        let flag = format!("--{}", new.to_lowercase().replace('_', "-"));
+        let (old, new) = (old.as_str(), new.as_str());
+        let given = out.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if let (Some(value), None, false) = (env(old), env(new), given) {
+            out.insert(1.min(out.len()), format!("{flag}={value}"));
+        }
+    }
+    out
 }
 
 pub fn hostname() -> String {
@@ -368,7 +366,6 @@ pub fn hostname() -> String {
 
 impl SettingsArgs {
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
-        let legacy = self.legacy.clone();
         if self.couchdb_timeout == 0 {
             return Err(invalid("COUCHDB_TIMEOUT", "must be at least 1 second"));
         }
@@ -428,21 +425,13 @@ impl SettingsArgs {
             },
             jobs: JobSettings {
                 delivery: DeliverySettings {
-                    worker: self.delivery_worker.or(legacy.outbox_worker).unwrap_or(true),
-                    queue: self.delivery_queue.or(legacy.outbox_queue).unwrap_or_else(|| "default".into()),
-                    poll: Duration::from_millis(
-                        self.delivery_poll_ms.or(legacy.outbox_poll_ms).unwrap_or(1000).max(10),
-                    ),
-                    retry_base: Duration::from_millis(
-                        self.delivery_retry_base_ms.or(legacy.outbox_retry_base_ms).unwrap_or(5000).max(10),
-                    ),
-                    retry_max: Duration::from_secs(
-                        self.delivery_retry_max.or(legacy.outbox_retry_max).unwrap_or(7200).max(1),
-                    ),
-                    give_up_after: Duration::from_secs(
-                        self.delivery_give_up.or(legacy.outbox_give_up).unwrap_or(172_800).max(1),
-                    ),
-                    lease: Duration::from_secs(self.delivery_lease.or(legacy.outbox_lease).unwrap_or(120).max(1)),
+                    worker: self.delivery_worker,
+                    queue: self.delivery_queue,
+                    poll: Duration::from_millis(self.delivery_poll_ms.max(10)),
+                    retry_base: Duration::from_millis(self.delivery_retry_base_ms.max(10)),
+                    retry_max: Duration::from_secs(self.delivery_retry_max.max(1)),
+                    give_up_after: Duration::from_secs(self.delivery_give_up.max(1)),
+                    lease: Duration::from_secs(self.delivery_lease.max(1)),
                 },
                 conflict_resolution: self.conflict_resolution,
                 claim_adoption: self.claim_adoption,
@@ -493,15 +482,23 @@ mod tests {
             #[command(flatten)]
             settings: SettingsArgs,
         }
-        let parse = |args: &[&str]| Cli::parse_from([&["kpr"], args].concat()).settings.into_settings().unwrap();
-        let old = parse(&["--outbox-worker", "false", "--outbox-queue", "q1", "--outbox-lease", "30"]);
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let parse = |args: &[&str], vars: &'static [(&'static str, &'static str)]| {
+            let args = with_aliases(args.iter().map(|a| a.to_string()).collect(), env(vars));
+            Cli::parse_from(args).settings.into_settings().unwrap()
+        };
+        let old = parse(&["kpr"], &[("OUTBOX_WORKER", "false"), ("OUTBOX_QUEUE", "q1"), ("OUTBOX_LEASE", "30")]);
         assert!(!old.jobs.delivery.worker);
         assert_eq!(old.jobs.delivery.queue, "q1");
         assert_eq!(old.jobs.delivery.lease, Duration::from_secs(30));
         assert!(old.jobs.conflict_resolution && old.jobs.claim_adoption, "the other jobs have their own switches");
-        let both = parse(&["--outbox-queue", "old", "--delivery-queue", "new"]);
-        assert_eq!(both.jobs.delivery.queue, "new", "the new name wins");
-        let off = parse(&["--conflict-resolution", "false", "--reminders", "false"]);
+        let both = parse(&["kpr", "--delivery-queue", "flag"], &[("OUTBOX_QUEUE", "old")]);
+        assert_eq!(both.jobs.delivery.queue, "flag", "the new name wins");
+        let renamed = with_aliases(vec!["kpr".into()], env(&[("OUTBOX_QUEUE", "old"), ("DELIVERY_QUEUE", "new")]));
+        assert_eq!(renamed, ["kpr"], "the new variable wins (clap reads it)");
+        let off = parse(&["kpr", "--conflict-resolution", "false", "--reminders", "false"], &[]);
         assert!(off.jobs.delivery.worker && !off.jobs.conflict_resolution && !off.jobs.reminders.on);
     }
 

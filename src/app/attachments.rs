@@ -8,7 +8,6 @@ use crate::domain::attachments::{check_name, upload_name};
 use crate::domain::documents::port_request::PortRequest;
 use crate::domain::ids::PortRequestId;
 use crate::domain::time::now_gregorian;
-use crate::store::directory::Account;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -43,14 +42,9 @@ pub struct Upload {
 }
 
 /// Adds or replaces attachment `upload.name` on request `id`.
-pub async fn attach(
-    ask: &Ask<'_>,
-    account: &Account,
-    id: &PortRequestId,
-    upload: Upload,
-) -> Result<Arc<PortRequest>, AppError> {
+pub async fn attach(ask: &Ask<'_>, id: &PortRequestId, upload: Upload) -> Result<Arc<PortRequest>, AppError> {
     let Upload { name, content_type, chunks } = upload;
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |_, _| {
+    let changed = change(ask, id, Again::OnConflict, async |_, _| {
         let write =
             Write::Attachment { name: name.clone(), content_type: content_type.clone(), chunks: chunks.clone() };
         Ok((Some(write), ()))
@@ -61,9 +55,9 @@ pub async fn attach(
 
 /// Removes attachment `name`, only where the request itself may be deleted; one that is not
 /// there is removed already.
-pub async fn detach(ask: &Ask<'_>, account: &Account, id: &PortRequestId, name: &str) -> Result<(), AppError> {
+pub async fn detach(ask: &Ask<'_>, id: &PortRequestId, name: &str) -> Result<(), AppError> {
     check_name(name).map_err(|_| bad_name(name))?;
-    change(ask, &account.id, id, Again::OnConflict, async |doc, _| {
+    change(ask, id, Again::OnConflict, async |doc, _| {
         if !doc.state()?.is_deletable() {
             return Err(AppError::NotDeletable);
         }

@@ -26,15 +26,6 @@ use crate::store::{Couch, Document, StoreError, ViewQuery, dbs, views};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-impl Document for NumberDoc {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rev = Slot::Set(rev);
-    }
-}
-
 /// What one attempt wrote, so it can be undone: (database, new doc with its new `_rev`, the
 /// document it replaced if any), and its journal (id, revision). Settled by the write of the
 /// request (`app::write`): `finish` when it landed, `rollback` when it was refused; when its
@@ -233,7 +224,7 @@ pub async fn activate(
     let mut unavailable = Vec::new();
     for (number, failure) in &failures {
         match failure {
-            Failure::Taken => refused.push(NumberRefused { raw: number.clone(), why: NumberTaken::InService }),
+            Failure::Taken => refused.push(NumberRefused { raw: number.clone(), why: NumberTaken::NotActivatable }),
             Failure::Store(e) => unavailable.push(format!("{number} ({e})")),
         }
     }

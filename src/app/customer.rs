@@ -64,15 +64,10 @@ fn link_ask(data: &Value) -> Result<LinkAsk, AppError> {
 
 /// `PUT /{id}/customer_link`: a new link (older ones revoked), mailed to the recipient if one
 /// is given.
-pub async fn create_link(
-    ask: &Ask<'_>,
-    account: &Account,
-    id: &PortRequestId,
-    data: &Value,
-) -> Result<NewLink, AppError> {
+pub async fn create_link(ask: &Ask<'_>, id: &PortRequestId, data: &Value) -> Result<NewLink, AppError> {
     let asked = link_ask(data)?;
     let secret = cust::new_secret();
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, _| {
+    let changed = change(ask, id, Again::OnConflict, async |doc, _| {
         let state = doc.state()?;
         if !open_to_customer(state) {
             return Err(AppError::NotOpenToCustomer(state));
@@ -103,8 +98,8 @@ pub async fn create_link(
 }
 
 /// `DELETE /{id}/customer_link`: every live link revoked.
-pub async fn revoke_links(ask: &Ask<'_>, account: &Account, id: &PortRequestId) -> Result<Arc<PortRequest>, AppError> {
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, _| {
+pub async fn revoke_links(ask: &Ask<'_>, id: &PortRequestId) -> Result<Arc<PortRequest>, AppError> {
+    let changed = change(ask, id, Again::OnConflict, async |doc, _| {
         let mut new_doc = PortRequest::clone(doc);
         if revoke_all(&mut new_doc, now_gregorian()) == 0 {
             return Ok((None, ()));
@@ -203,8 +198,8 @@ pub async fn correct(
         data["bill"].as_object_mut().map(|b| b.remove("pin"));
     }
     let who = opened.customer();
-    let ask = Ask { state, who: &who, request_id, if_match: None };
-    Ok(requests::patch(&ask, &opened.owner, &opened.doc.id, &data).await?.doc)
+    let ask = Ask { state, who: &who, through: &opened.owner, request_id, if_match: None };
+    Ok(requests::patch(&ask, &opened.doc.id, &data).await?.doc)
 }
 
 /// A customer's upload (the request must still be theirs to complete).
@@ -216,9 +211,9 @@ pub async fn upload(
 ) -> Result<String, AppError> {
     check_open(&opened.doc)?;
     let who = opened.customer();
-    let ask = Ask { state, who: &who, request_id, if_match: None };
+    let ask = Ask { state, who: &who, through: &opened.owner, request_id, if_match: None };
     let name = upload.name.clone();
-    attachments::attach(&ask, &opened.owner, &opened.doc.id, upload).await?;
+    attachments::attach(&ask, &opened.doc.id, upload).await?;
     Ok(name)
 }
 
@@ -264,8 +259,8 @@ pub async fn sign(
         field_error("signature", why, &Value::Null)
     })?;
     let who = opened.customer();
-    let ask = Ask { state, who: &who, request_id, if_match: None };
-    let changed = change(&ask, &opened.owner.id, &opened.doc.id, Again::OnConflict, async |doc, _| {
+    let ask = Ask { state, who: &who, through: &opened.owner, request_id, if_match: None };
+    let changed = change(&ask, &opened.doc.id, Again::OnConflict, async |doc, _| {
         check_open(doc)?;
         let shown = letter::render(state, &opened.owner, doc, None).await?;
         if shown.content_sha256 != form.shown_loa_content {
@@ -319,13 +314,13 @@ async fn submit_for_creator(state: &Arc<AppState>, opened: &Opened, request_id: 
     let account_id = by["account_id"].as_str().and_then(AccountId::from_any).ok_or(AppError::Forbidden)?;
     let account = state.directory.account(&account_id).await?.ok_or(AppError::Forbidden)?;
     let maker = Who::account(account, by["user_id"].as_str().map(str::to_owned));
-    let ask = Ask { state, who: &maker, request_id, if_match: None };
+    let ask = Ask { state, who: &maker, through: &opened.owner, request_id, if_match: None };
     let asked = MoveAsk {
         data: &json!({}),
         reason: Some("Submitted when the customer signed the Letter of Authorization".into()),
         accept_charges: false,
     };
-    requests::move_to(&ask, &opened.owner, &opened.doc.id, PortState::Submitted, &asked).await.map(|_| ())
+    requests::move_to(&ask, &opened.doc.id, PortState::Submitted, &asked).await.map(|_| ())
 }
 
 /// The request a link opened, as it is now (after a refused change, to show it again).

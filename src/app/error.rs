@@ -19,6 +19,9 @@ pub enum NumberTaken {
     OtherAccount,
     /// Assigned to an account in the numbers databases.
     InService,
+    /// Found in a numbers database, in a state a port cannot take over, when the request was
+    /// being completed.
+    NotActivatable,
     /// Claims for it kept changing hands while this request asked: try again.
     Busy,
 }

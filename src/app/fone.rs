@@ -22,19 +22,13 @@ pub fn timezone(account: &Account) -> chrono_tz::Tz {
 
 /// `POST /v2/Properties/{PropertySid}/Porting`: checks the body by the API's rules, then creates
 /// the port request, submitted.
-pub async fn submit(ask: &Ask<'_>, property: &Account, body: &Value) -> Result<Saved, AppError> {
+pub async fn submit(ask: &Ask<'_>, body: &Value) -> Result<Saved, AppError> {
+    let property = ask.through;
     let tz = timezone(property);
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     let submission = fone::check(body, today).map_err(AppError::Fone)?;
     let public = fone::to_port_request(&submission, tz);
-    requests::create(
-        ask,
-        property,
-        public,
-        PortRequestId::new_random(),
-        Some("submitted through the Fone Dynamics API"),
-    )
-    .await
+    requests::create(ask, public, PortRequestId::new_random(), Some("submitted through the Fone Dynamics API")).await
 }
 
 /// Which requests a status query reads: one account's, or a whole subtree's.

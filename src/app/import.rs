@@ -227,8 +227,8 @@ fn refuse(draft: &Draft, error: AppError, outcomes: &mut Vec<Outcome>) -> Result
 }
 
 /// Imports (or, with `dry_run`, only checks) the CSV `body` for `account`. Answers per row.
-pub async fn import(ask: &Ask<'_>, account: &Account, body: &[u8], dry_run: bool) -> Result<Report, AppError> {
-    let state: &AppState = ask.state;
+pub async fn import(ask: &Ask<'_>, body: &[u8], dry_run: bool) -> Result<Report, AppError> {
+    let (state, account): (&AppState, &Account) = (ask.state, ask.through);
     let (columns, _) = header(body)?;
     let mut outcomes: Vec<Outcome> = Vec::new();
     // the numbers of the requests checked so far, for numbers that are in the file twice
@@ -264,7 +264,7 @@ pub async fn import(ask: &Ask<'_>, account: &Account, body: &[u8], dry_run: bool
     if !dry_run && !refused {
         outcomes.clear();
         for_each_request(body, &columns, &mut outcomes, async |drafts: Vec<Draft>, out: &mut Vec<Outcome>| {
-            let made = futures_util::future::join_all(drafts.iter().map(|d| make(ask, account, d))).await;
+            let made = futures_util::future::join_all(drafts.iter().map(|d| make(ask, d))).await;
             for (draft, made) in drafts.iter().zip(made) {
                 match made {
                     Ok((id, status)) => {
@@ -308,12 +308,12 @@ fn numbers_seen_before(draft: &Draft, in_file: &mut HashMap<String, String>) -> 
 
 /// Creates the request of `draft`, unless an earlier import made it: its id, and `created` or
 /// `exists`.
-async fn make(ask: &Ask<'_>, account: &Account, draft: &Draft) -> Result<(PortRequestId, &'static str), AppError> {
-    let id = id_of(account, draft);
+async fn make(ask: &Ask<'_>, draft: &Draft) -> Result<(PortRequestId, &'static str), AppError> {
+    let id = id_of(ask.through, draft);
     if ask.state.couch.get(crate::store::dbs::PORT_REQUESTS, id.as_str()).await?.is_some() {
         return Ok((id, "exists"));
     }
-    match requests::create(ask, account, draft.public.clone(), id.clone(), None).await {
+    match requests::create(ask, draft.public.clone(), id.clone(), None).await {
         Ok(_) => Ok((id, "created")),
         Err(AppError::Conflict) => Ok((id, "exists")),
         Err(e) => Err(e),

@@ -88,14 +88,32 @@ pub async fn agent_scope(state: &AppState, who: &Who, caller: &Account) -> Resul
 /// What a listing is asked with: the query string's and the envelope's values, as given.
 #[derive(Debug, Clone, Default)]
 pub struct ListingAsk {
+    /// How many requests a page holds (checked here: 1 to 10,000).
     pub page_size: Option<String>,
+    /// Where the page starts: a key this listing handed out as `next_start_key`.
     pub start_key: Option<String>,
     /// `descending`/`ascending` of the query string.
     pub descending: Option<bool>,
-    pub by_number: Option<String>,
-    pub by_types: Option<String>,
-    pub modified_from: Option<i64>,
-    pub modified_to: Option<i64>,
+    pub of: Of,
+    /// `modified_from` and `modified_to` (Gregorian seconds), bounding completed and canceled
+    /// requests.
+    pub modified: (Option<i64>, Option<i64>),
+}
+
+/// Which requests a listing shows.
+#[derive(Debug, Clone)]
+pub enum Of {
+    /// `by_number`: the requests of one number.
+    Number(String),
+    /// `by_types`: `active` (the default), `progressing`, `suspended`, `completed`, `all`,
+    /// `last_submitted`, or states.
+    Types(Option<String>),
+}
+
+impl Default for Of {
+    fn default() -> Self {
+        Of::Types(None)
+    }
 }
 
 impl ListingAsk {
@@ -128,7 +146,7 @@ impl ListingAsk {
 
     fn window(&self, export: bool) -> Result<Range, AppError> {
         let range = if export { export_range } else { modified_range };
-        range(self.modified_from, self.modified_to, now_gregorian())
+        range(self.modified.0, self.modified.1, now_gregorian())
             .map_err(|e| AppError::field("modified_from", "date_range", json!({ "message": e.message() })))
     }
 }
@@ -406,96 +424,85 @@ async fn grouped(state: &AppState, who: &Who, docs: Vec<PortRequest>) -> Result<
     ))
 }
 
-async fn type_listing(
-    state: &AppState,
-    who: &Who,
-    scope: &Scope,
-    types: Types,
-    ask: &ListingAsk,
-) -> Result<Listed, AppError> {
-    let ranged = is_ranged_listing(&types);
-    let window = if ranged { Some(ask.window(false)?) } else { None };
-    let Some(segments) = segments_of(scope, &types, window) else {
-        return last_submitted_listing(state, scope, ask).await;
-    };
-    // Kazoo returns everything for the active kinds; ranged listings page by 50
-    let page_size = ask.page_size()?.or(ranged.then_some(DEFAULT_PAGE_SIZE));
-    let cursor = ask.cursor(segments.len())?;
-    let page = read_page(state, &segments, page_size, cursor, ask.descending.unwrap_or(false)).await?;
-    let count = page.docs.len();
-    let data = grouped(state, who, page.docs).await?;
-    Ok(match page_size {
-        Some(_) => paged(data, count, ask, page.next),
-        None => Listed { data, paged: None },
-    })
+/// A listing being answered: whose requests, for whom, as asked.
+pub struct Listing<'a> {
+    pub state: &'a AppState,
+    pub who: &'a Who,
+    pub scope: &'a Scope,
+    pub ask: &'a ListingAsk,
 }
 
-async fn last_submitted_listing(state: &AppState, scope: &Scope, ask: &ListingAsk) -> Result<Listed, AppError> {
-    let page_size = ask.page_size()?.unwrap_or(DEFAULT_PAGE_SIZE);
-    let segment = Segment { ddoc: OWN_DDOC, view: "last_submitted", prefix: scope.own_prefix(), bounds: None };
-    let cursor = ask.cursor(1)?;
-    let page =
-        read_page(state, std::slice::from_ref(&segment), Some(page_size), cursor, ask.descending.unwrap_or(true))
-            .await?;
-    let data: Vec<Value> = page
-        .docs
-        .iter()
-        .filter_map(|doc| {
-            last_transition_to(doc, PortState::Submitted).map(|t| json!({ "id": doc.id, "transition": t }))
+impl Listing<'_> {
+    /// Answers the listing: by number, by last submission, or by state. `path_types`: what the
+    /// path says (`/port_requests/{state}`), else `by_types`.
+    pub async fn answer(&self, path_types: Option<Types>) -> Result<Listed, AppError> {
+        match (&self.ask.of, path_types) {
+            (Of::Number(number), _) => self.by_number(number).await,
+            (Of::Types(_), Some(types)) => self.by_types(types).await,
+            (Of::Types(asked), None) => self.by_types(parse_types(asked.as_deref())?).await,
+        }
+    }
+
+    async fn by_types(&self, types: Types) -> Result<Listed, AppError> {
+        let ranged = is_ranged_listing(&types);
+        let window = if ranged { Some(self.ask.window(false)?) } else { None };
+        let Some(segments) = segments_of(self.scope, &types, window) else {
+            return self.last_submitted().await;
+        };
+        // Kazoo returns everything for the active kinds; ranged listings page by 50
+        let page_size = self.ask.page_size()?.or(ranged.then_some(DEFAULT_PAGE_SIZE));
+        let cursor = self.ask.cursor(segments.len())?;
+        let page = read_page(self.state, &segments, page_size, cursor, self.ask.descending.unwrap_or(false)).await?;
+        let count = page.docs.len();
+        let data = grouped(self.state, self.who, page.docs).await?;
+        Ok(match page_size {
+            Some(_) => paged(data, count, self.ask, page.next),
+            None => Listed { data, paged: None },
         })
-        .collect();
-    let count = data.len();
-    Ok(paged(json!(data), count, ask, page.next))
-}
+    }
 
-async fn number_listing(
-    state: &AppState,
-    who: &Who,
-    scope: &Scope,
-    raw: &str,
-    ask: &ListingAsk,
-) -> Result<Listed, AppError> {
-    let number = normalize(raw);
-    let page_size = ask.page_size()?.unwrap_or(DEFAULT_PAGE_SIZE);
-    let descending = ask.descending.unwrap_or(false);
-    let cursor = ask.cursor(1)?;
-    // a number is on a handful of requests at most: read them all, then page
-    let query = ViewQuery { wait: Some(state.settings.listing_wait), ..ViewQuery::key(json!(number)).with_docs() };
-    let rows = state.port_requests.view(OWN_DDOC, "listing_by_number", &query).await?;
-    let superduper = who.is_superduper_admin();
-    let mut docs: Vec<PortRequest> =
-        rows.into_iter().filter_map(|(_, d)| d).filter(|doc| superduper || scope.reaches(doc)).collect();
-    docs.sort_by(|a, b| a.id.cmp(&b.id));
-    if descending {
-        docs.reverse();
+    async fn last_submitted(&self) -> Result<Listed, AppError> {
+        let page_size = self.ask.page_size()?.unwrap_or(DEFAULT_PAGE_SIZE);
+        let segment = Segment { ddoc: OWN_DDOC, view: "last_submitted", prefix: self.scope.own_prefix(), bounds: None };
+        let cursor = self.ask.cursor(1)?;
+        let descending = self.ask.descending.unwrap_or(true);
+        let page = read_page(self.state, std::slice::from_ref(&segment), Some(page_size), cursor, descending).await?;
+        let data: Vec<Value> = page
+            .docs
+            .iter()
+            .filter_map(|doc| {
+                last_transition_to(doc, PortState::Submitted).map(|t| json!({ "id": doc.id, "transition": t }))
+            })
+            .collect();
+        let count = data.len();
+        Ok(paged(json!(data), count, self.ask, page.next))
     }
-    if let Some(c) = &cursor {
-        docs.retain(|d| if descending { d.id.as_str() <= c.id.as_str() } else { d.id.as_str() >= c.id.as_str() });
-    }
-    let next = docs.get(page_size).map(|d| Cursor { stage: 0, tail: vec![], id: d.id.to_string() });
-    docs.truncate(page_size);
-    let data: Vec<Value> = docs.iter().map(|d| listed(who, d)).collect();
-    let count = data.len();
-    Ok(paged(json!(data), count, ask, next))
-}
 
-/// Answers a listing for `scope`: by number, by last submission, or by state. `path_types`:
-/// what the path says (`/port_requests/{state}`), else `by_types`.
-pub async fn list(
-    state: &AppState,
-    who: &Who,
-    scope: &Scope,
-    ask: &ListingAsk,
-    path_types: Option<Types>,
-) -> Result<Listed, AppError> {
-    if let Some(number) = &ask.by_number {
-        return number_listing(state, who, scope, number, ask).await;
+    async fn by_number(&self, raw: &str) -> Result<Listed, AppError> {
+        let number = normalize(raw);
+        let page_size = self.ask.page_size()?.unwrap_or(DEFAULT_PAGE_SIZE);
+        let descending = self.ask.descending.unwrap_or(false);
+        let cursor = self.ask.cursor(1)?;
+        // a number is on a handful of requests at most: read them all, then page
+        let query =
+            ViewQuery { wait: Some(self.state.settings.listing_wait), ..ViewQuery::key(json!(number)).with_docs() };
+        let rows = self.state.port_requests.view(OWN_DDOC, "listing_by_number", &query).await?;
+        let superduper = self.who.is_superduper_admin();
+        let mut docs: Vec<PortRequest> =
+            rows.into_iter().filter_map(|(_, d)| d).filter(|doc| superduper || self.scope.reaches(doc)).collect();
+        docs.sort_by(|a, b| a.id.cmp(&b.id));
+        if descending {
+            docs.reverse();
+        }
+        if let Some(c) = &cursor {
+            docs.retain(|d| if descending { d.id.as_str() <= c.id.as_str() } else { d.id.as_str() >= c.id.as_str() });
+        }
+        let next = docs.get(page_size).map(|d| Cursor { stage: 0, tail: vec![], id: d.id.to_string() });
+        docs.truncate(page_size);
+        let data: Vec<Value> = docs.iter().map(|d| listed(self.who, d)).collect();
+        let count = data.len();
+        Ok(paged(json!(data), count, self.ask, next))
     }
-    let types = match path_types {
-        Some(t) => t,
-        None => parse_types(ask.by_types.as_deref())?,
-    };
-    type_listing(state, who, scope, types, ask).await
 }
 
 /// A `by_types` listing exported: every row of it (no pages; completed and canceled requests of
@@ -509,7 +516,10 @@ pub fn export(
     ask: &ListingAsk,
     format: Format,
 ) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<>, AppError> {
-    let types = parse_types(ask.by_types.as_deref())?;
+    let types = match &ask.of {
+        Of::Types(asked) => parse_types(asked.as_deref())?,
+        Of::Number(_) => return Err(AppError::BadRequest("a listing by number cannot be exported".into())),
+    };
     let segments = segments_of(scope, &types, Some(ask.window(true)?))
         .ok_or_else(|| AppError::BadRequest("last_submitted cannot be exported: export a by_types listing".into()))?;
     let descending = ask.descending.unwrap_or(false);

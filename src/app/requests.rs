@@ -6,7 +6,7 @@ use super::accounts::{account_name, actor, commenter, find_authority};
 use super::claims::{self, Ahead, Asking};
 use super::completion;
 use super::error::{AppError, IntoResult};
-use super::write::{Again, Ask, Changed, Held, Who, Write, change, load_in_scope};
+use super::write::{Again, Ask, Held, Who, Write, change, load_in_scope};
 use crate::domain::charges;
 use crate::domain::comments;
 use crate::domain::documents::fields::{List, Slot};
@@ -33,12 +33,6 @@ use std::sync::Arc;
 pub struct Saved {
     pub doc: Arc<PortRequest>,
     pub is_authority: bool,
-}
-
-impl<T> Changed<T> {
-    fn saved(self, is_authority: bool) -> Saved {
-        Saved { doc: self.doc, is_authority }
-    }
 }
 
 /// The body's `data` as an object (Kazoo's 400 otherwise).
@@ -290,17 +284,16 @@ async fn transition_what(
     })
 }
 
-/// `PUT /v2/accounts/{A}/port_requests`: a new request from its public fields, checked like any
-/// other; with `submit` (a reason) it is submitted in the same write, as the Fone Dynamics API
-/// does.
+/// `PUT /v2/accounts/{A}/port_requests`: a new request of the account asked through, from its
+/// public fields, checked like any other; with `submit` (a reason) it is submitted in the same
+/// write, as the Fone Dynamics API does.
 pub async fn create(
     ask: &Ask<'_>,
-    account: &Account,
     public: Map<String, Value>,
     id: PortRequestId,
     submit: Option<&str>,
 ) -> Result<Saved, AppError> {
-    let state = ask.state;
+    let (state, account) = (ask.state, ask.through);
     let mut public = client_fields(&Value::Object(public));
     let candidates = validate_public(state, &mut public, false).await?;
     let authority = find_authority(&state.directory, account).await?;
@@ -313,7 +306,8 @@ pub async fn create(
     }
     let mut held = Held::default();
     held.claims(claims::claim_numbers(state, &account.id, id.as_str(), &candidates, Asking::New, None).await?);
-    match new_request(ask, account, id, public, &new_comments, authority, submit).await {
+    let made = NewRequest { id, public, new_comments, authority, submit };
+    match new_request(ask, made).await {
         Ok((doc, events)) => {
             let doc = super::write::create(ask, doc, events, held).await?;
             Ok(Saved { doc, is_authority: is_auth })
@@ -326,28 +320,29 @@ pub async fn create(
     }
 }
 
-/// The new request's document and the events of its creation.
-async fn new_request(
-    ask: &Ask<'_>,
-    account: &Account,
+/// What a new request is made of.
+struct NewRequest<'a> {
     id: PortRequestId,
     public: Map<String, Value>,
-    new_comments: &[Comment],
+    new_comments: Vec<Comment>,
     authority: AccountId,
-    submit: Option<&str>,
-) -> Result<(PortRequest, Vec<Event>), AppError> {
-    let state = ask.state;
+    submit: Option<&'a str>,
+}
+
+/// The new request's document and the events of its creation.
+async fn new_request(ask: &Ask<'_>, made: NewRequest<'_>) -> Result<(PortRequest, Vec<Event>), AppError> {
+    let (state, account) = (ask.state, ask.through);
     let actor = actor(&state.directory, ask.who).await?;
-    let mut doc = PortRequest::new(id).with_public(public);
+    let mut doc = PortRequest::new(made.id).with_public(made.public);
     doc.set_state(PortState::Unconfirmed);
     doc.account_id.set(account.id.clone());
     doc.account_name = Slot::from_option(account.name().map(str::to_owned));
-    doc.authority_name = Slot::from_option(account_name(&state.directory, &authority).await?);
-    doc.authority.set(authority);
+    doc.authority_name = Slot::from_option(account_name(&state.directory, &made.authority).await?);
+    doc.authority.set(made.authority);
     let at = now_gregorian();
     doc.transitions.set(List::from_iter([transition_entry(None, PortState::Unconfirmed, &actor, None, at)]));
-    let mut events = comment_events(ask, &doc, new_comments);
-    if let Some(reason) = submit {
+    let mut events = comment_events(ask, &doc, &made.new_comments);
+    if let Some(reason) = made.submit {
         let count = doc.numbers_shown().len();
         if let Some(per_number) = state.settings.port_activation_charge {
             // an API that submits at once accepts the configured charge; it is recorded
@@ -369,33 +364,47 @@ async fn new_request(
     Ok((doc, events))
 }
 
+/// A change of the request's document through the one write path (`make` answers the document
+/// to write and the events it notifies), answered as saved.
+async fn change_doc(
+    ask: &Ask<'_>,
+    id: &PortRequestId,
+    again: Again,
+    mut make: impl AsyncFnMut(&Arc<PortRequest>, &mut Held) -> Result<(PortRequest, Vec<Event>), AppError>,
+) -> Result<Saved, AppError> {
+    let changed = change(ask, id, again, async |doc, held| {
+        let (doc, events) = make(doc, held).await?;
+        Ok((Some(Write::Document { doc, events }), ()))
+    })
+    .await?;
+    // (the port authority is set at creation: the saved request names the same one)
+    let is_authority = ask.who.is_authority(&changed.doc);
+    Ok(Saved { doc: changed.doc, is_authority })
+}
+
 /// `POST /{id}`: full replace of the public fields, only while unconfirmed or rejected
 /// (superduper admins excepted).
-pub async fn replace(ask: &Ask<'_>, account: &Account, id: &PortRequestId, data: &Value) -> Result<Saved, AppError> {
-    let mut is_auth = false;
-    let changed = change(ask, &account.id, id, Again::Never, async |doc, held| {
+pub async fn replace(ask: &Ask<'_>, id: &PortRequestId, data: &Value) -> Result<Saved, AppError> {
+    change_doc(ask, id, Again::Never, async |doc, held| {
         let current = state_of(doc)?;
         if !current.is_editable() && !ask.who.is_superduper_admin() {
             return Err(AppError::NotEditable(current));
         }
-        is_auth = ask.who.is_authority(doc);
-        let edit = prepare_edit(ask, doc, client_fields(&Value::Object(data_object(data)?.clone())), is_auth).await?;
+        let public = client_fields(&Value::Object(data_object(data)?.clone()));
+        let edit = prepare_edit(ask, doc, public, ask.who.is_authority(doc)).await?;
         claim_for(ask, doc, &edit.candidates, None, held).await?;
         let new_doc = doc.with_public(edit.public);
         let events = comment_events(ask, &new_doc, &edit.new_comments);
-        Ok((Some(Write::Document { doc: new_doc, events }), ()))
+        Ok((new_doc, events))
     })
-    .await?;
-    Ok(changed.saved(is_auth))
+    .await
 }
 
 /// `PATCH /{id}`: deep merge; changing the numbers follows the same rules as POST.
-pub async fn patch(ask: &Ask<'_>, account: &Account, id: &PortRequestId, data: &Value) -> Result<Saved, AppError> {
-    let data = data_object(data)?;
-    let mut is_auth = false;
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, held| {
-        is_auth = ask.who.is_authority(doc);
-        let edit = prepare_edit(ask, doc, pr::patched_public(doc, &Value::Object(data.clone())), is_auth).await?;
+pub async fn patch(ask: &Ask<'_>, id: &PortRequestId, data: &Value) -> Result<Saved, AppError> {
+    let data = Value::Object(data_object(data)?.clone());
+    change_doc(ask, id, Again::OnConflict, async |doc, held| {
+        let edit = prepare_edit(ask, doc, pr::patched_public(doc, &data), ask.who.is_authority(doc)).await?;
         if edit.numbers_changed {
             let current = state_of(doc)?;
             if !current.is_editable() && !ask.who.is_superduper_admin() {
@@ -405,10 +414,9 @@ pub async fn patch(ask: &Ask<'_>, account: &Account, id: &PortRequestId, data: &
         }
         let new_doc = doc.with_public(edit.public);
         let events = comment_events(ask, &new_doc, &edit.new_comments);
-        Ok((Some(Write::Document { doc: new_doc, events }), ()))
+        Ok((new_doc, events))
     })
-    .await?;
-    Ok(changed.saved(is_auth))
+    .await
 }
 
 /// `submitted -> scheduled` is allowed by this setting, or by `system_config/number_manager`.
@@ -428,11 +436,11 @@ async fn transition_policy(state: &AppState) -> Result<TransitionPolicy, AppErro
 fn check_charges(
     ask: &Ask<'_>,
     doc: &PortRequest,
-    number_count: usize,
+    count: usize,
     accept: bool,
 ) -> Result<Option<Slot<AcceptedCharges>>, AppError> {
     let Some(per_number) = ask.state.settings.port_activation_charge else { return Ok(None) };
-    let amount = charges::amount(per_number, number_count);
+    let amount = charges::amount(per_number, count);
     let already = doc
         .accepted_charges
         .get()
@@ -444,9 +452,9 @@ fn check_charges(
     }
     if !accept {
         let vendor = doc.authority.get().map(|a| a.to_string()).unwrap_or_default();
-        return Err(AppError::AcceptCharges(charges::quote(per_number, number_count, &vendor)));
+        return Err(AppError::AcceptCharges(charges::quote(per_number, count, &vendor)));
     }
-    Ok(Some(accepted_charges(ask, per_number, number_count, now_gregorian())))
+    Ok(Some(accepted_charges(ask, per_number, count, now_gregorian())))
 }
 
 /// What a move is asked with beside the target state.
@@ -460,17 +468,10 @@ pub struct MoveAsk<'a> {
 }
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
-pub async fn move_to(
-    ask: &Ask<'_>,
-    account: &Account,
-    id: &PortRequestId,
-    to: PortState,
-    asked: &MoveAsk<'_>,
-) -> Result<Saved, AppError> {
+pub async fn move_to(ask: &Ask<'_>, id: &PortRequestId, to: PortState, asked: &MoveAsk<'_>) -> Result<Saved, AppError> {
     let state = ask.state;
-    let data = data_object(asked.data)?;
-    let mut is_auth = false;
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, held| {
+    let data = Value::Object(data_object(asked.data)?.clone());
+    change_doc(ask, id, Again::OnConflict, async |doc, held| {
         // a submission checks the request's numbers: their reads go out with the policy's
         let ahead = async {
             match doc.numbers.get().filter(|_| to == PortState::Submitted) {
@@ -482,11 +483,11 @@ pub async fn move_to(
         };
         let (policy, ahead) = futures_util::future::join(transition_policy(state), ahead).await;
         let from = state_of(doc)?;
-        is_auth = ask.who.is_authority(doc);
+        let is_auth = ask.who.is_authority(doc);
         // the state machine decides first: a refused move is refused whatever the body says
         let role = if is_auth { Role::Authority } else { Role::Member };
         policy?.check(from, to, role).map_err(|error| AppError::Transition { to, error })?;
-        let edit = prepare_edit(ask, doc, pr::patched_public(doc, &Value::Object(data.clone())), is_auth).await?;
+        let edit = prepare_edit(ask, doc, pr::patched_public(doc, &data), is_auth).await?;
         if edit.numbers_changed && !from.is_editable() && !ask.who.is_superduper_admin() {
             return Err(AppError::NotEditable(from));
         }
@@ -522,10 +523,9 @@ pub async fn move_to(
             held.activation = Some(completion::activate(state, &new_doc, &numbers).await?);
             completion::clear_numbers(&mut new_doc);
         }
-        Ok((Some(Write::Document { doc: new_doc, events }), ()))
+        Ok((new_doc, events))
     })
-    .await?;
-    Ok(changed.saved(is_auth))
+    .await
 }
 
 /// `PATCH /{id}/numbers/{number}/{state}`: one number moves on its own, by the request's state
@@ -534,21 +534,18 @@ pub async fn move_to(
 /// the request follows.
 pub async fn move_number(
     ask: &Ask<'_>,
-    account: &Account,
     id: &PortRequestId,
-    raw_number: &str,
+    raw: &str,
     to: PortState,
     reason: Option<&str>,
 ) -> Result<Saved, AppError> {
     let state = ask.state;
-    let number = PhoneNumber::parse(raw_number).or_else(|_| PhoneNumber::exact(raw_number));
-    let shown = number.as_ref().map(|n| n.to_string()).unwrap_or_else(|_| raw_number.to_owned());
-    let mut is_auth = false;
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, held| {
-        is_auth = ask.who.is_authority(doc);
-        let role = if is_auth { Role::Authority } else { Role::Member };
+    let number = PhoneNumber::parse(raw).or_else(|_| PhoneNumber::exact(raw));
+    let shown = number.as_ref().map(|n| n.to_string()).unwrap_or_else(|_| raw.to_owned());
+    let refused = |error| AppError::NumberMove { number: shown.clone(), to, error };
+    change_doc(ask, id, Again::OnConflict, async |doc, held| {
+        let role = if ask.who.is_authority(doc) { Role::Authority } else { Role::Member };
         let policy = transition_policy(state).await?;
-        let refused = |error| AppError::NumberMove { number: shown.clone(), to, error };
         let number = number.clone().map_err(|_| refused(number_progress::NumberMoveError::NotOnRequest))?;
         let from = number_progress::check_move(doc, &number, to, role, &policy).map_err(refused)?;
         let actor = actor(&state.directory, ask.who).await?;
@@ -557,76 +554,62 @@ pub async fn move_number(
         if to == PortState::Completed {
             held.activation = Some(completion::activate(state, doc, std::slice::from_ref(&number)).await?);
         }
-        let moved = number_progress::apply_move(
-            &mut new_doc,
-            &number,
-            to,
-            transition_entry(Some(from), to, &actor, reason, at),
-        );
-        let mut events = vec![ask.event(
-            &new_doc,
-            at,
-            What::NumberProgress {
-                number: number.clone(),
-                state: to,
-                previous: Some(from),
-                reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
-                reason_author: actor.reason_author(),
-            },
-        )];
+        let entry = transition_entry(Some(from), to, &actor, reason, at);
+        let moved = number_progress::apply_move(&mut new_doc, &number, to, entry);
+        let reason = reason.filter(|r| !r.is_empty()).map(str::to_owned);
+        let what = What::NumberProgress {
+            number,
+            state: to,
+            previous: Some(from),
+            reason,
+            reason_author: actor.reason_author(),
+        };
+        let mut events = vec![ask.event(&new_doc, at, what)];
         if let Some(follow) = moved.request_follows {
             let request_from = state_of(&new_doc)?;
             record_transition(&mut new_doc, follow, transition_entry(Some(request_from), follow, &actor, None, at));
             let what = transition_what(state, &new_doc, request_from, follow, None, actor.reason_author()).await?;
             events.push(ask.event(&new_doc, at, what));
         }
-        Ok((Some(Write::Document { doc: new_doc, events }), ()))
+        Ok((new_doc, events))
     })
-    .await?;
-    Ok(changed.saved(is_auth))
+    .await
+}
+
+/// The comments of a `PUT /{id}/comments` body: a list that is not empty.
+fn requested_comments(data: &Value) -> Result<Vec<Value>, AppError> {
+    match data_object(data)?.get("comments") {
+        Some(Value::Array(list)) if !list.is_empty() => Ok(list.clone()),
+        Some(other) if !other.is_array() => Err(AppError::field(
+            "comments",
+            "type",
+            json!({ "message": "Value did not match type(s): array", "target": "array", "value": other }),
+        )),
+        _ => Err(AppError::field(
+            "comments",
+            "required",
+            json!({ "message": "Field is required but missing", "value": "comments" }),
+        )),
+    }
 }
 
 /// `PUT /{id}/comments`: appends the comments of the body.
-pub async fn add_comments(
-    ask: &Ask<'_>,
-    account: &Account,
-    id: &PortRequestId,
-    data: &Value,
-) -> Result<Saved, AppError> {
-    let requested = match data_object(data)?.get("comments") {
-        Some(Value::Array(list)) if !list.is_empty() => list.clone(),
-        Some(other) if !other.is_array() => {
-            return Err(AppError::field(
-                "comments",
-                "type",
-                json!({ "message": "Value did not match type(s): array", "target": "array", "value": other }),
-            ));
-        }
-        _ => {
-            return Err(AppError::field(
-                "comments",
-                "required",
-                json!({ "message": "Field is required but missing", "value": "comments" }),
-            ));
-        }
-    };
-    let mut is_auth = false;
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, _| {
-        is_auth = ask.who.is_authority(doc);
-        let (all, new) = merge_comments(ask, doc, &requested, true, is_auth).await?;
+pub async fn add_comments(ask: &Ask<'_>, id: &PortRequestId, data: &Value) -> Result<Saved, AppError> {
+    let requested = requested_comments(data)?;
+    change_doc(ask, id, Again::OnConflict, async |doc, _| {
+        let (all, new) = merge_comments(ask, doc, &requested, true, ask.who.is_authority(doc)).await?;
         let mut new_doc = PortRequest::clone(doc);
         new_doc.comments.set(all);
         let events = comment_events(ask, &new_doc, &new);
-        Ok((Some(Write::Document { doc: new_doc, events }), ()))
+        Ok((new_doc, events))
     })
-    .await?;
-    Ok(changed.saved(is_auth))
+    .await
 }
 
 /// `DELETE /{id}`: soft delete, only while unconfirmed, rejected or canceled. Returns the
 /// request as it was.
-pub async fn delete(ask: &Ask<'_>, account: &Account, id: &PortRequestId) -> Result<Saved, AppError> {
-    let changed = change(ask, &account.id, id, Again::OnConflict, async |doc, _| {
+pub async fn delete(ask: &Ask<'_>, id: &PortRequestId) -> Result<Saved, AppError> {
+    let changed = change(ask, id, Again::OnConflict, async |doc, _| {
         if !state_of(doc)?.is_deletable() {
             return Err(AppError::NotDeletable);
         }

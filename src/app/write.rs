@@ -88,6 +88,9 @@ impl Who {
 pub struct Ask<'a> {
     pub state: &'a Arc<AppState>,
     pub who: &'a Who,
+    /// The account the request is reached through (the path's, or the owner's): a request
+    /// elsewhere is as unknown as a missing one.
+    pub through: &'a Account,
     /// The request id of the API call (recorded in the document, in Kazoo's private fields).
     pub request_id: &'a str,
     /// `If-Match`: the revision the client read.
@@ -188,17 +191,16 @@ fn check_if_match(if_match: Option<&str>, doc: &PortRequest) -> Result<(), AppEr
     }
 }
 
-/// Makes a change of request `id`, reached through `account`: `make` decides on the current
-/// revision and answers what to write (nothing: the change answers without writing). See the
-/// module comment for everything around it.
+/// Makes a change of request `id`: `make` decides on the current revision and answers what to
+/// write (nothing: the change answers without writing). See the module comment for everything
+/// around it.
 pub async fn change<T>(
     ask: &Ask<'_>,
-    account: &AccountId,
     id: &PortRequestId,
     again: Again,
     mut make: impl AsyncFnMut(&Arc<PortRequest>, &mut Held) -> Result<(Option<Write>, T), AppError>,
 ) -> Result<Changed<T>, AppError> {
-    let state = ask.state;
+    let (state, account) = (ask.state, &ask.through.id);
     let _place = state.port_requests.enter(id.as_str()).await;
     let retry = again == Again::OnConflict && ask.if_match.is_none();
     for n in 1.. {

@@ -48,23 +48,23 @@ pub struct Retries {
 fn record(id: String, doc: &PortRequest, queue: &str, channel: &str, event: &str, now: i64) -> DeliveryDoc {
     DeliveryDoc {
         id,
-        rev: Slot::Absent,
         doc_type: DeliveryDoc::TYPE.into(),
         queue: queue.to_owned(),
         status: "pending".into(),
         channel: channel.to_owned(),
         event: event.to_owned(),
-        audience: None,
-        event_id: None,
-        reminder_period: None,
         port_request_id: doc.id.to_string(),
-        account_id: doc.owner().map(|a| a.to_string()),
-        url: None,
         attempts: Vec::new(),
-        recipients: None,
         created: now,
-        next_attempt_at: Some(now),
-        lease: None,
+        rev: Slot::Absent,
+        audience: Slot::Absent,
+        event_id: Slot::Absent,
+        reminder_period: Slot::Absent,
+        account_id: Slot::from_option(doc.owner().map(|a| a.to_string())),
+        url: Slot::Absent,
+        recipients: Slot::Absent,
+        next_attempt_at: Slot::Set(now),
+        lease: Slot::Absent,
         rest: Map::new(),
     }
 }
@@ -74,10 +74,10 @@ fn record(id: String, doc: &PortRequest, queue: &str, channel: &str, event: &str
 pub fn new(doc: &PortRequest, queue: &str, event: &Event, delivery: &Delivery, lease_secs: Option<u64>) -> DeliveryDoc {
     let now = now_unix();
     let mut r = record(delivery.record_id(&event.id), doc, queue, delivery.channel.as_str(), delivery.name, now);
-    r.audience = delivery.audience.map(|a| json!(a));
-    r.event_id = Some(event.id.clone());
+    r.audience = Slot::from_option(delivery.audience.map(|a| json!(a)));
+    r.event_id.set(event.id.clone());
     if delivery.channel == Channel::Webhook {
-        r.url = event.webhook_url.clone();
+        r.url = Slot::from_option(event.webhook_url.clone());
     }
     if let Some(secs) = lease_secs {
         take_lease(&mut r, secs);
@@ -88,21 +88,21 @@ pub fn new(doc: &PortRequest, queue: &str, event: &Event, delivery: &Delivery, l
 /// A reminder record (`port_unconfirmed` to the submitter), held by the one who makes it.
 pub fn reminder(id: String, doc: &PortRequest, queue: &str, period: i64, lease_secs: u64) -> DeliveryDoc {
     let mut r = record(id, doc, queue, Channel::Email.as_str(), "port_unconfirmed", now_unix());
-    r.audience = Some(json!(Audience::Submitter));
-    r.reminder_period = Some(period);
+    r.audience.set(json!(Audience::Submitter));
+    r.reminder_period.set(period);
     take_lease(&mut r, lease_secs);
     r
 }
 
 /// Is the record waiting for a delivery and free to be taken (no lease, or one that ran out)?
 pub fn is_due(record: &DeliveryDoc, now: i64) -> bool {
-    record.status == "pending" && record.next_attempt_at.is_none_or(|at| at <= now)
+    record.status == "pending" && record.next_attempt_at.get().is_none_or(|at| *at <= now)
 }
 
 /// Takes the record's lease (to be saved, and held only if the save wins).
 pub fn take_lease(record: &mut DeliveryDoc, lease_secs: u64) {
-    record.lease = Some(new_doc_id());
-    record.next_attempt_at = Some(now_unix() + lease_secs as i64);
+    record.lease.set(new_doc_id());
+    record.next_attempt_at.set(now_unix() + lease_secs as i64);
 }
 
 /// Records an attempt's outcome and gives the lease back: done, or due again after a backoff,
@@ -113,7 +113,7 @@ pub fn record_outcome(record: &mut DeliveryDoc, outcome: Outcome, retries: &Retr
     let attempt = |result: &str, error: Option<String>| Attempt { at: now, result: result.into(), error };
     let (status, attempt, next) = match outcome {
         Outcome::Delivered(to) => {
-            record.recipients = Some(to);
+            record.recipients.set(to);
             ("delivered", attempt("delivered", None), None)
         }
         Outcome::Skipped(why) => ("skipped", attempt("skipped", Some(why)), None),
@@ -126,8 +126,8 @@ pub fn record_outcome(record: &mut DeliveryDoc, outcome: Outcome, retries: &Retr
     };
     record.attempts.push(attempt);
     record.status = status.into();
-    record.next_attempt_at = next;
-    record.lease = None;
+    record.next_attempt_at = Slot::from_option(next);
+    record.lease.clear();
 }
 
 /// A record as `GET /{id}/notifications` shows it.
@@ -135,7 +135,7 @@ pub fn public(record: &DeliveryDoc) -> Value {
     let last_error = record.attempts.iter().rev().find_map(|a| a.error.clone());
     let mut out = json!({
         "id": record.id, "event": record.event, "channel": record.channel, "audience": record.audience,
-        "recipients": record.recipients.clone().unwrap_or_default(), "status": record.status,
+        "recipients": record.recipients.get().cloned().unwrap_or_default(), "status": record.status,
         "attempts": record.attempts.len(), "attempts_log": record.attempts, "last_error": last_error,
         "created": record.created, "next_attempt_at": record.next_attempt_at,
         "url": record.url,
@@ -182,7 +182,7 @@ mod tests {
         assert!(is_due(&r, now_unix() + 121), "taken over once the lease ran out");
         record_outcome(&mut r, Outcome::Failed("smtp down".into()), &retries());
         assert_eq!(r.status, "pending");
-        assert!(r.lease.is_none());
+        assert!(r.lease.is_absent());
         assert!(!is_due(&r, now_unix()), "after a backoff");
         record_outcome(&mut r, Outcome::Delivered(vec!["a@b".into()]), &retries());
         assert_eq!(r.status, "delivered");

@@ -88,12 +88,16 @@ pub fn answered(record: &mut IdempotencyDoc, answer: &Answer) {
             (base64::engine::general_purpose::STANDARD.encode(&answer.body), "base64")
         }
     };
-    record.answer =
-        Some(StoredAnswer { status: answer.status, headers: answer.headers.clone(), body, encoding: encoding.into() });
+    record.answer.set(StoredAnswer {
+        status: answer.status,
+        headers: answer.headers.clone(),
+        body,
+        encoding: encoding.into(),
+    });
 }
 
 fn answer_of(record: &IdempotencyDoc) -> Option<Answer> {
-    let a = record.answer.as_ref()?;
+    let a = record.answer.get()?;
     let body = match a.encoding.as_str() {
         "base64" => {
             use base64::Engine;

@@ -46,8 +46,7 @@ pub fn to_e164(raw: &str) -> Option<String> {
 
 /// An E.164 number: once built it is always `+`, a non-zero country digit, 7 to 15 digits.
 /// Stored documents hold numbers as their keys; a key that is not E.164 is not a `PhoneNumber`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,22 +78,23 @@ impl PhoneNumber {
     }
 }
 
-impl TryFrom<String> for PhoneNumber {
-    type Error = NotE164;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        if is_e164(&value) { Ok(Self(value)) } else { Err(NotE164(value)) }
+/// Written as the number itself; read only when it is one (taken as it is, no normalisation).
+impl Serialize for PhoneNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
-impl From<PhoneNumber> for String {
-    fn from(n: PhoneNumber) -> Self {
-        n.0
+impl<'de> Deserialize<'de> for PhoneNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        PhoneNumber::exact(&raw).map_err(serde::de::Error::custom)
     }
 }
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

@@ -208,7 +208,7 @@ pub fn number_message(why: &NumberTaken) -> String {
     match why {
         NumberTaken::OnRequest(id) => format!("{ON_A_REQUEST}{id}"),
         NumberTaken::OtherAccount => OTHER_ACCOUNT.to_owned(),
-        NumberTaken::InService => EXISTS.to_owned(),
+        NumberTaken::InService | NumberTaken::NotActivatable => EXISTS.to_owned(),
         NumberTaken::Busy => BUSY.to_owned(),
     }
 }
@@ -217,7 +217,9 @@ pub fn number_message(why: &NumberTaken) -> String {
 pub fn number_errors(refused: &[NumberRefused]) -> ValidationErrors {
     let mut errors = ValidationErrors::new();
     for n in refused {
-        errors.add(&dotted_path(&[&n.raw]), "type", json!({ "message": number_message(&n.why), "cause": n.raw }));
+        // (Kazoo's code: a number refused when the request is completed is an activation's)
+        let code = if n.why == NumberTaken::NotActivatable { "activation" } else { "type" };
+        errors.add(&dotted_path(&[&n.raw]), code, json!({ "message": number_message(&n.why), "cause": n.raw }));
     }
     errors
 }

@@ -198,16 +198,18 @@ fn req_value_in<'a>(
     data.get(key).filter(|v| !v.is_null()).or_else(|| query.get(key)).or_else(|| envelope.get(key))
 }
 
-/// An authenticated crossbar request.
+/// An authenticated crossbar request with a JSON body: the caller and what the request
+/// carries (`Authed`, which it derefs to), and the body.
 pub struct Ctx {
-    pub state: web::Data<AppState>,
+    pub authed: Authed,
     pub body: Body,
-    pub query: Map<String, Value>,
-    pub caller: Arc<Caller>,
-    /// The caller as the one asking for a change.
-    pub who: Who,
-    pub request_id: String,
-    pub if_match: Option<String>,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Authed;
+    fn deref(&self) -> &Authed {
+        &self.authed
+    }
 }
 
 impl Ctx {
@@ -232,16 +234,6 @@ impl Ctx {
     /// `kz_term:is_true`.
     pub fn req_true(&self, key: &str) -> bool {
         matches!(self.req_value(key), Some(Value::Bool(true))) || self.req_str(key).as_deref() == Some("true")
-    }
-
-    /// Authorizes the caller on `/v2/accounts/{raw}/...` (see `authorize_account`).
-    pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
-        authorize_account(&self.state, &self.caller, raw).await
-    }
-
-    /// What a change is asked with.
-    pub fn ask(&self) -> Ask<'_> {
-        Ask { state: &self.state, who: &self.who, request_id: &self.request_id, if_match: self.if_match.as_deref() }
     }
 }
 
@@ -292,25 +284,32 @@ pub async fn authenticate_basic(state: &AppState, header: &str) -> Result<Arc<Ca
     Ok(Arc::new(Caller { account, owner_id: None, expires: i64::MAX }))
 }
 
-/// An authenticated request whose body is not JSON (uploads) or not read at all: the token
-/// comes from the headers or the query string.
+/// An authenticated request; as itself, one whose body is not JSON (uploads) or not read at
+/// all: the token comes from the headers or the query string.
 pub struct Authed {
     pub state: web::Data<AppState>,
     pub query: Map<String, Value>,
     pub caller: Arc<Caller>,
+    /// The caller as the one asking for a change.
     pub who: Who,
     pub request_id: String,
     pub if_match: Option<String>,
 }
 
 impl Authed {
+    fn new(req: &HttpRequest, state: web::Data<AppState>, query: Map<String, Value>, caller: Arc<Caller>) -> Self {
+        Authed { state, query, who: caller.who(), caller, request_id: request_id(req), if_match: if_match(req) }
+    }
+
+    /// Authorizes the caller on `/v2/accounts/{raw}/...` (see `authorize_account`).
     pub async fn account(&self, raw: &str) -> Result<Arc<Account>, ApiError> {
         authorize_account(&self.state, &self.caller, raw).await
     }
 
-    /// What a change is asked with.
-    pub fn ask(&self) -> Ask<'_> {
-        Ask { state: &self.state, who: &self.who, request_id: &self.request_id, if_match: self.if_match.as_deref() }
+    /// What a change of a request reached through `account` is asked with.
+    pub fn ask<'a>(&'a self, account: &'a Account) -> Ask<'a> {
+        let (state, who, request_id) = (&self.state, &self.who, &self.request_id);
+        Ask { state, who, through: account, request_id, if_match: self.if_match.as_deref() }
     }
 }
 
@@ -324,14 +323,7 @@ impl FromRequest for Authed {
             let state = app_state(&req)?;
             let token = req.extensions().get::<RequestMeta>().and_then(|m| m.auth_token.clone());
             let caller = authenticate(&req, token).await?;
-            Ok(Authed {
-                state,
-                query: parse_query(req.query_string()),
-                who: caller.who(),
-                caller,
-                request_id: request_id(&req),
-                if_match: if_match(&req),
-            })
+            Ok(Authed::new(&req, state, parse_query(req.query_string()), caller))
         })
     }
 }
@@ -367,15 +359,7 @@ impl FromRequest for Ctx {
             let query = parse_query(req.query_string());
             let token = find_token(&req, &body, &query);
             let caller = authenticate(&req, token).await?;
-            Ok(Ctx {
-                state,
-                body,
-                query,
-                who: caller.who(),
-                caller,
-                request_id: request_id(&req),
-                if_match: if_match(&req),
-            })
+            Ok(Ctx { authed: Authed::new(&req, state, query, caller), body })
         })
     }
 }

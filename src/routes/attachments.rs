@@ -6,12 +6,12 @@ use crate::app::attachments::{self, Upload};
 use crate::app::error::AppError;
 use crate::app::write::{Ask, load_in_scope};
 use crate::domain::attachments::{accepted_list, accepted_type};
+use crate::domain::port_request::PortRequest;
 use crate::domain::port_request::uploads;
 use crate::http::envelope::Reply;
 use crate::http::errors::ApiError;
 use crate::http::request::{Authed, MAX_BODY_BYTES, max_size_error, read_chunks};
 use crate::store::couch::encode;
-use crate::store::directory::Account;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
@@ -50,30 +50,41 @@ pub fn upload_type(req: &HttpRequest) -> Result<&'static str, ApiError> {
     })
 }
 
-/// Reads an upload aimed at request `id` of `account` (which must be there, at the revision
-/// `If-Match` names, before its body is read), named `in_path` or by `?filename=`, and stores it.
+/// Reads an upload aimed at request `id` (which must be there, at the revision `If-Match`
+/// names, before its body is read), named as `name` says, and stores it.
 pub async fn store_upload(
     ask: &Ask<'_>,
-    account: &Account,
     id: &str,
     req: &HttpRequest,
     payload: web::Payload,
-    (in_path, given): (Option<String>, Option<&str>),
-) -> Result<(std::sync::Arc<crate::domain::port_request::PortRequest>, String), ApiError> {
+    name: Named<'_>,
+) -> Result<Stored, ApiError> {
     let content_type = upload_type(req)?;
     let id = request_id(id)?;
-    let doc = load_in_scope(ask.state, &account.id, &id).await?;
+    let doc = load_in_scope(ask.state, &ask.through.id, &id).await?;
     if let Some(tag) = ask.if_match
         && tag != "*"
         && Some(tag) != doc.rev()
     {
         return Err(AppError::PreconditionFailed.into());
     }
-    let name = attachments::name_of(in_path, given, content_type)?;
+    let name = attachments::name_of(name.in_path, name.given, content_type)?;
     // the chunks as they arrived go to CouchDB as they are: the file is never copied
     let chunks = read_chunks(req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
     let upload = Upload { name: name.clone(), content_type: content_type.to_owned(), chunks };
-    Ok((attachments::attach(ask, account, &id, upload).await?, name))
+    Ok(Stored { doc: attachments::attach(ask, &id, upload).await?, name })
+}
+
+/// How an upload is named: as the path says, or by `?filename=`.
+pub struct Named<'a> {
+    pub in_path: Option<String>,
+    pub given: Option<&'a str>,
+}
+
+/// An upload stored: the request as it is now, and the name it went under.
+pub struct Stored {
+    pub doc: std::sync::Arc<PortRequest>,
+    pub name: String,
 }
 
 /// `PUT /{id}/attachments?filename=NAME` with the raw file as body.
@@ -86,7 +97,8 @@ pub async fn upload(
     let (account_id, id) = path.into_inner();
     let account = auth.account(&account_id).await?;
     let given = auth.query.get("filename").and_then(|v| v.as_str());
-    let (doc, name) = store_upload(&auth.ask(), &account, &id, &req, payload, (None, given)).await?;
+    let named = Named { in_path: None, given };
+    let Stored { doc, name } = store_upload(&auth.ask(&account), &id, &req, payload, named).await?;
     let location = format!("{}/{}", req.path().trim_end_matches('/'), encode(&name));
     let reply = request_reply(&doc, auth.who.is_authority(&doc));
     Ok(reply.created_at(&location))
@@ -101,7 +113,8 @@ pub async fn replace(
 ) -> Result<Reply, ApiError> {
     let (account_id, id, name) = path.into_inner();
     let account = auth.account(&account_id).await?;
-    let (doc, _) = store_upload(&auth.ask(), &account, &id, &req, payload, (Some(name), None)).await?;
+    let named = Named { in_path: Some(name), given: None };
+    let Stored { doc, .. } = store_upload(&auth.ask(&account), &id, &req, payload, named).await?;
     Ok(request_reply(&doc, auth.who.is_authority(&doc)))
 }
 
@@ -157,7 +170,7 @@ pub async fn download(
 pub async fn remove(auth: Authed, path: web::Path<(String, String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id, name) = path.into_inner();
     let account = auth.account(&account_id).await?;
-    attachments::detach(&auth.ask(), &account, &request_id(&id)?, &name).await?;
+    attachments::detach(&auth.ask(&account), &request_id(&id)?, &name).await?;
     Ok(Reply::ok(json!({ "_read_only": { "deleted": true } })))
 }
 

@@ -39,7 +39,7 @@ fn signature_views(doc: &PortRequest) -> Value {
 pub async fn create_link(ctx: Ctx, path: web::Path<(String, String)>, req: HttpRequest) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let made = use_case::create_link(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?;
+    let made = use_case::create_link(&ctx.ask(&account), &request_id(&id)?, ctx.data()).await?;
     let mut data = Link::view(&made.link, now_gregorian());
     data["url"] = json!(made.url);
     match &made.mailed {
@@ -66,6 +66,6 @@ pub async fn links(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply,
 pub async fn revoke_links(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let doc = use_case::revoke_links(&ctx.ask(), &account, &request_id(&id)?).await?;
+    let doc = use_case::revoke_links(&ctx.ask(&account), &request_id(&id)?).await?;
     Ok(Reply::ok(json!({ "links": link_views(&doc) })).with_revision(doc.rev()))
 }

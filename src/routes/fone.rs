@@ -66,13 +66,13 @@ pub async fn submit(
     let property = authorize_account(&state, &caller, &path).await?;
     let who = caller.who();
     let request_id = request_id(&req);
-    let ask = Ask { state: &state, who: &who, request_id: &request_id, if_match: None };
+    let ask = Ask { state: &state, who: &who, through: &property, request_id: &request_id, if_match: None };
     // a Kazoo refusal of a number is answered on its place in the body
     let numbers: Vec<String> = body["PortingNumbers"]
         .as_array()
         .map(|list| list.iter().map(|n| n["Number"].as_str().unwrap_or_default().trim().to_owned()).collect())
         .unwrap_or_default();
-    let saved = use_case::submit(&ask, &property, &body).await.map_err(|e| fone_error(e, &numbers))?;
+    let saved = use_case::submit(&ask, &body).await.map_err(|e| fone_error(e, &numbers))?;
     Ok(fone_json(json!({ "PortingRequest": fone::porting_request(&saved.doc, &account_sid(&caller, &property)) })))
 }
 

@@ -3,7 +3,7 @@
 //! lines (`accept=csv|jsonl`, or the `Accept` header).
 
 use super::resource;
-use crate::app::listings::{self, Listed, ListingAsk, Scope, Types};
+use crate::app::listings::{self, Listed, Listing, ListingAsk, Of, Scope, Types};
 use crate::domain::export::Format;
 use crate::http::envelope::Reply;
 use crate::http::errors::ApiError;
@@ -32,10 +32,11 @@ fn asked(ctx: &Ctx) -> ListingAsk {
         page_size: ctx.req_str("page_size"),
         start_key: ctx.req_str("start_key"),
         descending,
-        by_number: ctx.req_str("by_number"),
-        by_types: ctx.req_str("by_types"),
-        modified_from: int("modified_from"),
-        modified_to: int("modified_to"),
+        of: match ctx.req_str("by_number") {
+            Some(number) => Of::Number(number),
+            None => Of::Types(ctx.req_str("by_types")),
+        },
+        modified: (int("modified_from"), int("modified_to")),
     }
 }
 
@@ -59,12 +60,15 @@ async fn listing_or_export(ctx: Ctx, req: &HttpRequest, scope: Scope) -> Result<
     let ask = asked(&ctx);
     let header = req.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok());
     match Format::asked(ctx.req_str("accept").as_deref(), header) {
-        Some(format) if ask.by_number.is_none() => {
+        Some(format) if matches!(ask.of, Of::Types(_)) => {
             let state = ctx.state.clone().into_inner();
             let pages = listings::export(state, ctx.who.clone(), &scope, &ask, format)?;
             Ok(Either::Right(HttpResponse::Ok().content_type(format.content_type()).streaming(pages)))
         }
-        _ => Ok(Either::Left(reply(listings::list(&ctx.state, &ctx.who, &scope, &ask, None).await?))),
+        _ => {
+            let listing = Listing { state: &ctx.state, who: &ctx.who, scope: &scope, ask: &ask };
+            Ok(Either::Left(reply(listing.answer(None).await?)))
+        }
     }
 }
 
@@ -83,7 +87,9 @@ pub async fn account_list(
 pub async fn account_list_by_path(ctx: Ctx, account_id: String, token: String) -> Result<Reply, ApiError> {
     let account = ctx.account(&account_id).await?;
     let scope = Scope::Account(account.id.clone());
-    Ok(reply(listings::list(&ctx.state, &ctx.who, &scope, &asked(&ctx), Types::of_path(&token)).await?))
+    let ask = asked(&ctx);
+    let listing = Listing { state: &ctx.state, who: &ctx.who, scope: &scope, ask: &ask };
+    Ok(reply(listing.answer(Types::of_path(&token)).await?))
 }
 
 /// `GET /v2/accounts/{A}/descendants/port_requests`

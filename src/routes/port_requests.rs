@@ -2,6 +2,7 @@
 //! is asked, calls one use case of `app`, and answers in the envelope.
 
 use super::{listings, resource};
+use crate::app::error::NumberRefused;
 use crate::app::import;
 use crate::app::requests::{self, MoveAsk, Saved, data_object};
 use crate::app::write::load_in_scope;
@@ -12,7 +13,7 @@ use crate::domain::number_progress;
 use crate::domain::port_request::{self as pr, view_for};
 use crate::domain::port_state::PortState;
 use crate::http::envelope::Reply;
-use crate::http::errors::{ApiError, number_message};
+use crate::http::errors::{ApiError, number_errors};
 use crate::http::request::Ctx;
 use crate::http::request::{Authed, MAX_BODY_BYTES, read_body};
 use actix_web::http::header::CONTENT_TYPE;
@@ -79,7 +80,7 @@ pub async fn create(ctx: Ctx, path: web::Path<String>, req: HttpRequest) -> Resu
             ));
         }
     };
-    let saved = requests::create(&ctx.ask(), &account, data.clone(), id, None).await?;
+    let saved = requests::create(&ctx.ask(&account), data.clone(), id, None).await?;
     let location = format!("{}/{}", req.path().trim_end_matches('/'), saved.doc.id);
     Ok(Reply::created(view_for(&saved.doc, saved.is_authority), &location).with_revision(saved.doc.rev()))
 }
@@ -100,7 +101,7 @@ pub async fn import(
     }
     let body = read_body(&req, &mut payload.into_inner(), MAX_BODY_BYTES).await?;
     let dry_run = auth.query.get("dry_run").is_some_and(|v| v == &json!(true) || v == &json!("true"));
-    let report = import::import(&auth.ask(), &account, &body, dry_run).await?;
+    let report = import::import(&auth.ask(&account), &body, dry_run).await?;
     Ok(Reply::ok(import_report(&report)))
 }
 
@@ -134,7 +135,7 @@ fn row_error(e: &import::RowError) -> Value {
         import::RowError::Message(m) => json!({ "message": m }),
         import::RowError::Field { path, detail } => json!({ path.clone(): detail }),
         import::RowError::Number { raw, why } => {
-            json!({ raw.clone(): { "type": { "message": number_message(why), "cause": raw } } })
+            number_errors(&[NumberRefused { raw: raw.clone(), why: why.clone() }]).to_value()
         }
         import::RowError::Refused(e) => {
             let (_, text, data) = ApiError::from(e.clone()).parts();
@@ -158,14 +159,14 @@ pub async fn read(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, 
 pub async fn update(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    Ok(answer(requests::replace(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?))
+    Ok(answer(requests::replace(&ctx.ask(&account), &request_id(&id)?, ctx.data()).await?))
 }
 
 /// `PATCH /{id}`: deep merge.
 pub async fn patch(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    Ok(answer(requests::patch(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?))
+    Ok(answer(requests::patch(&ctx.ask(&account), &request_id(&id)?, ctx.data()).await?))
 }
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
@@ -183,7 +184,7 @@ pub async fn transition(
     let account = ctx.account(&account_id).await?;
     let asked =
         MoveAsk { data: ctx.data(), reason: ctx.req_str("reason"), accept_charges: ctx.req_true("accept_charges") };
-    Ok(answer(requests::move_to(&ctx.ask(), &account, &request_id(&id)?, to, &asked).await?))
+    Ok(answer(requests::move_to(&ctx.ask(&account), &request_id(&id)?, to, &asked).await?))
 }
 
 /// `GET /{id}/numbers`: where each number of the request is (on it, ported or canceled), with
@@ -209,7 +210,7 @@ pub async fn number_transition(
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
     let reason = ctx.req_str("reason");
-    let saved = requests::move_number(&ctx.ask(), &account, &request_id(&id)?, &number, to, reason.as_deref()).await?;
+    let saved = requests::move_number(&ctx.ask(&account), &request_id(&id)?, &number, to, reason.as_deref()).await?;
     Ok(answer(saved))
 }
 
@@ -218,7 +219,7 @@ pub async fn number_transition(
 pub async fn delete(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let Saved { doc, is_authority } = requests::delete(&ctx.ask(), &account, &request_id(&id)?).await?;
+    let Saved { doc, is_authority } = requests::delete(&ctx.ask(&account), &request_id(&id)?).await?;
     let mut data = Value::Object(doc.public_fields());
     data["id"] = json!(doc.id);
     pr::filter_comments(&mut data, &doc, is_authority);
@@ -264,8 +265,7 @@ fn comments_reply(doc: &PortRequest, is_authority: bool) -> Reply {
 pub async fn comments_add(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Reply, ApiError> {
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
-    let Saved { doc, is_authority } =
-        requests::add_comments(&ctx.ask(), &account, &request_id(&id)?, ctx.data()).await?;
+    let Saved { doc, is_authority } = requests::add_comments(&ctx.ask(&account), &request_id(&id)?, ctx.data()).await?;
     Ok(comments_reply(&doc, is_authority))
 }
 

@@ -23,14 +23,17 @@ pub mod dbs {
     pub const SERVICE: &str = "kazoo_port_requests";
 }
 
+use crate::domain::documents::account::{AccountDoc, ConfigDoc, SystemKeyDoc, UserDoc};
 use crate::domain::documents::fields::Slot;
+use crate::domain::documents::number::NumberDoc;
 use crate::domain::documents::service::{
-    CheckpointDoc, ClaimDoc, CompletionJournal, DeliveryDoc, IdempotencyDoc, MarkerDoc,
+    CheckpointDoc, ClaimDoc, CompletionJournal, DeliveryDoc, IdempotencyDoc, MarkerDoc, TurnDoc,
 };
 
-/// The service's documents are written typed.
+/// The typed documents the service writes: their id is always there (`id`), or a slot that a
+/// document about to be written holds (`slot id`).
 macro_rules! document {
-    ($($t:ty),*) => {$(
+    (id: $($t:ty),*) => {$(
         impl Document for $t {
             fn id(&self) -> &str {
                 &self.id
@@ -40,6 +43,17 @@ macro_rules! document {
             }
         }
     )*};
+    (slot id: $($t:ty),*) => {$(
+        impl Document for $t {
+            fn id(&self) -> &str {
+                self.id.as_deref().unwrap_or_default()
+            }
+            fn set_rev(&mut self, rev: String) {
+                self.rev = Slot::Set(rev);
+            }
+        }
+    )*};
 }
 
-document!(ClaimDoc, DeliveryDoc, CheckpointDoc, CompletionJournal, IdempotencyDoc, MarkerDoc);
+document!(id: ClaimDoc, DeliveryDoc, CheckpointDoc, CompletionJournal, IdempotencyDoc, MarkerDoc, TurnDoc, NumberDoc, SystemKeyDoc);
+document!(slot id: AccountDoc, UserDoc, ConfigDoc);

@@ -19,8 +19,7 @@
 //! Done turns are deleted in the background; a turn left behind is harmless (its generation
 //! is past, so a writer that takes it again meets a conflict on the request itself).
 
-use super::couch::{Couch, Document, StoreError, StoreResult};
-use crate::domain::documents::fields::Slot;
+use super::couch::{Couch, StoreError, StoreResult};
 use crate::domain::documents::service::TurnDoc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,15 +34,6 @@ struct Turn {
     id: String,
     rev: String,
     until_ms: u64,
-}
-
-impl Document for TurnDoc {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn set_rev(&mut self, rev: String) {
-        self.rev = Slot::Set(rev);
-    }
 }
 
 fn now_ms() -> u64 {

@@ -31,14 +31,14 @@ pub fn default_settings(couch_url: &str) -> Settings {
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),
         webhook_allow_private: true,
-        delivery_worker: Some(true),
+        delivery_worker: true,
         // each test app works its own queue, unless a test shares one on purpose
-        delivery_queue: Some(kazoo::hex32()),
-        delivery_poll_ms: Some(300),
-        delivery_retry_base_ms: Some(200),
-        delivery_retry_max: Some(1),
-        delivery_give_up: Some(600),
-        delivery_lease: Some(30),
+        delivery_queue: kazoo::hex32(),
+        delivery_poll_ms: 300,
+        delivery_retry_base_ms: 200,
+        delivery_retry_max: 1,
+        delivery_give_up: 600,
+        delivery_lease: 30,
         conflict_resolution: true,
         claim_adoption: true,
         completion_repair: true,
@@ -47,7 +47,6 @@ pub fn default_settings(couch_url: &str) -> Settings {
         reminder_age: 604_800,
         reminder_interval: 3600,
         cleanup: true,
-        legacy: Default::default(),
     };
     args.into_settings().expect("test settings are valid")
 }

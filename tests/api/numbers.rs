@@ -1,7 +1,9 @@
 //! A number is on at most one open request in the whole system, and never one in service.
 
-use crate::helpers::{Ports, assert_error, spawn_app, tree};
+use crate::helpers::{Ports, assert_error, spawn_app, spawn_app_with, tree};
 use crate::kazoo::random_number;
+
+const SERVICE_DB: &str = "kazoo_port_requests";
 use reqwest::Method;
 use serde_json::json;
 
@@ -135,4 +137,60 @@ async fn simultaneous_requests_for_one_number_have_one_winner() {
     if winners[0].1["data"]["numbers"].get(&spare).is_none() {
         ports.create(&member, &[&spare]).await;
     }
+}
+
+/// A change refused after it took claims gives every one of them back: here a submission that
+/// adds two numbers and is then refused for the port charge not accepted (402). Nothing of it
+/// is left: the request holds its first number, the two others are free at once.
+#[tokio::test]
+async fn a_change_refused_after_claiming_leaves_no_claim() {
+    let app = spawn_app_with(|s| s.port_activation_charge = Some(5.0)).await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let member = app.token(&t.customer);
+    let (held, added, also) = (random_number(), random_number(), random_number());
+    let id = ports.create(&member, &[&held]).await["id"].as_str().unwrap().to_owned();
+    let claim = |n: &str| format!("number_claim:{n}");
+    assert!(app.sys.couch.get(SERVICE_DB, &claim(&held)).await.is_some(), "the request holds its number");
+
+    let numbers = json!({held.clone(): {}, added.clone(): {}, also.clone(): {}});
+    let (status, body) = ports.to(&member, &id, "submitted", Some(json!({ "numbers": numbers }))).await;
+    assert_error(status, &body, 402, "accept charges");
+    for n in [&added, &also] {
+        assert!(app.sys.couch.get(SERVICE_DB, &claim(n)).await.is_none(), "{n}: claimed, then given back");
+    }
+    assert!(app.sys.couch.get(SERVICE_DB, &claim(&held)).await.is_some(), "the number the request holds stays");
+    let (_, stored) = app.call(Method::GET, &ports.path(&format!("/{id}")), &member, None).await;
+    assert_eq!(stored["data"]["port_state"], "unconfirmed");
+    assert_eq!(stored["data"]["numbers"].as_object().unwrap().len(), 1, "nothing of the change was saved");
+    // and another request takes them at once
+    ports.create(&member, &[&added, &also]).await;
+}
+
+/// The same when the change fails at its last step: a completion (by a superduper admin, who
+/// may change a pending request's numbers) that adds a number whose number document can be
+/// claimed but not activated (reserved, though assigned to nobody). The activation fails after
+/// the claim was taken; the claim goes back with everything else.
+#[tokio::test]
+async fn a_completion_that_fails_to_activate_leaves_no_claim() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, master) = (app.token(&t.customer), app.master_token());
+    let (held, reserved) = (random_number(), random_number());
+    let id = ports.create(&member, &[&held]).await["id"].as_str().unwrap().to_owned();
+    ports.walk(&master, &id, &["submitted", "pending"]).await;
+    let db = format!("numbers/{}", &reserved[..5]);
+    app.sys.couch.ensure_db(&db).await;
+    let r = app.sys.couch.put(&db, &json!({"_id": reserved, "pvt_state": "reserved", "pvt_type": "number"})).await;
+    assert_eq!(r["ok"], true, "{r}");
+
+    let numbers = json!({held.clone(): {}, reserved.clone(): {}});
+    let (status, body) = ports.to(&master, &id, "completed", Some(json!({ "numbers": numbers }))).await;
+    let data = assert_error(status, &body, 400, "validation error");
+    assert_eq!(data[&reserved]["activation"]["message"], "Number exists on the system already", "{body}");
+    assert!(app.sys.couch.get(SERVICE_DB, &format!("number_claim:{reserved}")).await.is_none(), "given back");
+    assert!(app.sys.couch.get(SERVICE_DB, &format!("number_claim:{held}")).await.is_some());
+    let (_, stored) = app.call(Method::GET, &ports.path(&format!("/{id}")), &member, None).await;
+    assert_eq!(stored["data"]["port_state"], "pending");
 }

@@ -2,57 +2,28 @@
 //! database), its users, its `whitelabel`, and the `system_config` documents; and the minimum of
 //! them `bootstrap --demo` writes.
 
-use super::fields::Slot;
+use super::fields::{Slot, stored};
 use crate::domain::ids::AccountId;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// An account document (`kazoo-4.3-core.md`, "Databases a replacement reads").
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct AccountDoc {
-    #[serde(rename = "_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub id: Slot<String>,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub realm: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub timezone: Slot<String>,
-    /// Where submitted requests are pushed (`knm_port_request:send_submitted_requests`).
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub submitted_port_requests_url: Slot<String>,
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    /// Ancestors, root (master) first.
-    #[serde(rename = "pvt_tree", default, skip_serializing_if = "Slot::is_absent")]
-    pub tree: Slot<Vec<Value>>,
-    #[serde(rename = "pvt_superduper_admin", default, skip_serializing_if = "Slot::is_absent")]
-    pub superduper_admin: Slot<bool>,
-    #[serde(rename = "pvt_reseller", default, skip_serializing_if = "Slot::is_absent")]
-    pub reseller: Slot<bool>,
-    #[serde(rename = "pvt_reseller_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub reseller_id: Slot<String>,
-    #[serde(rename = "pvt_signature_secret", default, skip_serializing_if = "Slot::is_absent")]
-    pub signature_secret: Slot<String>,
-    /// The Fone Dynamics API's password for this account.
-    #[serde(rename = "pvt_api_key", default, skip_serializing_if = "Slot::is_absent")]
-    pub api_key: Slot<String>,
-    #[serde(rename = "pvt_deleted", default, skip_serializing_if = "Slot::is_absent")]
-    pub deleted: Slot<bool>,
-    #[serde(rename = "pvt_account_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_id: Slot<String>,
-    #[serde(rename = "pvt_account_db", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_db: Slot<String>,
-    #[serde(rename = "pvt_enabled", default, skip_serializing_if = "Slot::is_absent")]
-    pub enabled: Slot<bool>,
-    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
-    pub created: Slot<i64>,
-    #[serde(rename = "pvt_modified", default, skip_serializing_if = "Slot::is_absent")]
-    pub modified: Slot<i64>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// An account document (its own database holds it, `accounts` a copy).
+    pub struct AccountDoc [] {
+        "_id" id: String, "_rev" rev: String,
+        "name" name: String, "realm" realm: String, "timezone" timezone: String,
+        /// Where submitted requests are pushed (`knm_port_request:send_submitted_requests`).
+        "submitted_port_requests_url" submitted_port_requests_url: String,
+        "pvt_type" doc_type: String,
+        /// Ancestors, root (master) first.
+        "pvt_tree" tree: Vec<Value>,
+        "pvt_superduper_admin" superduper_admin: bool, "pvt_reseller" reseller: bool, "pvt_reseller_id" reseller_id: String,
+        "pvt_signature_secret" signature_secret: String,
+        /// The Fone Dynamics API's password for this account.
+        "pvt_api_key" api_key: String,
+        "pvt_deleted" deleted: bool, "pvt_enabled" enabled: bool,
+        "pvt_account_id" account_id: String, "pvt_account_db" account_db: String,
+        "pvt_created" created: i64, "pvt_modified" modified: i64,
+    }
 }
 
 impl AccountDoc {
@@ -80,37 +51,15 @@ impl AccountDoc {
     }
 }
 
-/// A user document (in the account's database).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct UserDoc {
-    #[serde(rename = "_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub id: Slot<String>,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub username: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub first_name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub last_name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub email: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub priv_level: Slot<String>,
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    #[serde(rename = "pvt_signature_secret", default, skip_serializing_if = "Slot::is_absent")]
-    pub signature_secret: Slot<String>,
-    #[serde(rename = "pvt_deleted", default, skip_serializing_if = "Slot::is_absent")]
-    pub deleted: Slot<bool>,
-    #[serde(rename = "pvt_account_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_id: Slot<String>,
-    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
-    pub created: Slot<i64>,
-    #[serde(rename = "pvt_modified", default, skip_serializing_if = "Slot::is_absent")]
-    pub modified: Slot<i64>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// A user document (in the account's database).
+    pub struct UserDoc [] {
+        "_id" id: String, "_rev" rev: String, "pvt_type" doc_type: String,
+        "username" username: String, "first_name" first_name: String, "last_name" last_name: String,
+        "email" email: String, "priv_level" priv_level: String,
+        "pvt_signature_secret" signature_secret: String, "pvt_deleted" deleted: bool,
+        "pvt_account_id" account_id: String, "pvt_created" created: i64, "pvt_modified" modified: i64,
+    }
 }
 
 impl UserDoc {
@@ -142,41 +91,19 @@ impl UserDoc {
     }
 }
 
-/// An account's `whitelabel` document: its branding and the port authority it names.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Whitelabel {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub company_name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub port: Slot<WhitelabelPort>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// An account's `whitelabel` document: its branding, and the port authority it names with
+    /// the address port mails go to (`port.authority`, an account id in any spelling, and
+    /// `port.support_email`).
+    pub struct Whitelabel [] { "company_name" company_name: String, "port" port: WhitelabelPort }
+    pub struct WhitelabelPort [] { "authority" authority: Value, "support_email" support_email: String }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct WhitelabelPort {
-    /// An account id in any spelling (`kzd_whitelabel:port_authority`).
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub authority: Slot<Value>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub support_email: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// A `system_config` document: `default.<key>` holds each setting.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ConfigDoc {
-    #[serde(rename = "_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub id: Slot<String>,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub default: Slot<Map<String, Value>>,
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// A `system_config` document: `default.<key>` holds each setting.
+    pub struct ConfigDoc [] {
+        "_id" id: String, "_rev" rev: String, "default" default: Map<String, Value>, "pvt_type" doc_type: String,
+    }
 }
 
 impl ConfigDoc {
@@ -191,22 +118,22 @@ impl ConfigDoc {
     }
 }
 
-/// The document in `system_auth` that holds the system signing key (as its attachment).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct SystemKeyDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
-    pub created: Slot<i64>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// The document in `system_auth` that holds the system signing key (as its attachment).
+    pub struct SystemKeyDoc ["_id" id: String] {
+        "_rev" rev: String, "pvt_type" doc_type: String, "pvt_created" created: i64,
+    }
 }
 
 impl SystemKeyDoc {
     pub fn new(kid: &str, now: i64) -> Self {
-        let mut doc = SystemKeyDoc { id: kid.to_owned(), ..Default::default() };
+        let mut doc = SystemKeyDoc {
+            id: kid.to_owned(),
+            rev: Slot::Absent,
+            doc_type: Slot::Absent,
+            created: Slot::Absent,
+            rest: Map::new(),
+        };
         doc.doc_type.set("system_key".into());
         doc.created.set(now);
         doc

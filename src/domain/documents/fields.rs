@@ -23,6 +23,42 @@ pub struct Unreadable {
     pub stored: Value,
 }
 
+/// Declares stored document types. The fields in brackets are always there (`"_id" id:
+/// String`); those in braces are `Slot`s, named by their stored key and left out when absent;
+/// `rest` keeps every other key exactly as stored. A type without fields that are always there
+/// has a default (every field absent). Several fields may share a line: the keys are what
+/// matters, and the list reads as the document does.
+macro_rules! stored {
+    () => {};
+    ($(#[$meta:meta])* pub struct $name:ident [] { $($slots:tt)* } $($more:tt)*) => {
+        stored!(@one [$(#[$meta])* #[derive(Default)]] $name [] { $($slots)* });
+        stored!($($more)*);
+    };
+    ($(#[$meta:meta])* pub struct $name:ident [ $($always:tt)+ ] { $($slots:tt)* } $($more:tt)*) => {
+        stored!(@one [$(#[$meta])*] $name [ $($always)+ ] { $($slots)* });
+        stored!($($more)*);
+    };
+    (@one [$($attrs:tt)*] $name:ident
+        [ $( $(#[$rmeta:meta])* $rkey:literal $rfield:ident: $rty:ty ),* $(,)? ]
+        { $( $(#[$smeta:meta])* $skey:literal $sfield:ident: $sty:ty ),* $(,)? }
+    ) => {
+        $($attrs)*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            $( $(#[$rmeta])* #[serde(rename = $rkey)] pub $rfield: $rty, )*
+            $(
+                $(#[$smeta])*
+                #[serde(rename = $skey, default, skip_serializing_if = "Slot::is_absent")]
+                pub $sfield: $crate::domain::documents::fields::Slot<$sty>,
+            )*
+            /// Every other key, exactly as stored.
+            #[serde(flatten)]
+            pub rest: serde_json::Map<String, serde_json::Value>,
+        }
+    };
+}
+pub(crate) use stored;
+
 /// A field of a stored document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Slot<T> {

@@ -2,46 +2,23 @@
 //! its copy in the owner's account database, as a completion writes them
 //! (`kazoo-4.3-port-features.md` §5).
 
-use super::fields::Slot;
+use super::fields::{Slot, stored};
 use crate::domain::ids::AccountId;
 use crate::domain::phone_number::PhoneNumber;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NumberDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    #[serde(rename = "pvt_state", default, skip_serializing_if = "Slot::is_absent")]
-    pub state: Slot<String>,
-    /// The older name of `pvt_state`.
-    #[serde(rename = "pvt_number_state", default, skip_serializing_if = "Slot::is_absent")]
-    pub number_state: Slot<String>,
-    #[serde(rename = "pvt_assigned_to", default, skip_serializing_if = "Slot::is_absent")]
-    pub assigned_to: Slot<String>,
-    #[serde(rename = "pvt_used_by", default, skip_serializing_if = "Slot::is_absent")]
-    pub used_by: Slot<String>,
-    #[serde(rename = "pvt_ported_in", default, skip_serializing_if = "Slot::is_absent")]
-    pub ported_in: Slot<bool>,
-    #[serde(rename = "pvt_module_name", default, skip_serializing_if = "Slot::is_absent")]
-    pub module_name: Slot<String>,
-    #[serde(rename = "pvt_db_name", default, skip_serializing_if = "Slot::is_absent")]
-    pub db_name: Slot<String>,
-    #[serde(rename = "pvt_features", default, skip_serializing_if = "Slot::is_absent")]
-    pub features: Slot<Value>,
-    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
-    pub created: Slot<i64>,
-    #[serde(rename = "pvt_modified", default, skip_serializing_if = "Slot::is_absent")]
-    pub modified: Slot<i64>,
-    /// The port request it came in with.
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub port_id: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    pub struct NumberDoc ["_id" id: String] {
+        "_rev" rev: String, "pvt_type" doc_type: String,
+        /// `pvt_number_state` is its older name.
+        "pvt_state" state: String, "pvt_number_state" number_state: String,
+        "pvt_assigned_to" assigned_to: String, "pvt_used_by" used_by: String,
+        "pvt_ported_in" ported_in: bool, "pvt_module_name" module_name: String,
+        "pvt_db_name" db_name: String, "pvt_features" features: Value,
+        "pvt_created" created: i64, "pvt_modified" modified: i64,
+        /// The port request it came in with.
+        "port_id" port_id: String,
+    }
 }
 
 impl NumberDoc {

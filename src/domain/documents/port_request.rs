@@ -4,7 +4,7 @@
 //! change typed fields, and whatever the service does not know is kept in `rest` and written
 //! back as it was.
 
-use super::fields::{Flag, List, Slot, Unreadable};
+use super::fields::{Flag, List, Slot, Unreadable, stored};
 use crate::domain::customer::{Link, Signature};
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, PortRequestId};
@@ -20,110 +20,43 @@ pub const TYPE: &str = "port_request";
 /// Numbers and their metadata (`numbers`, and where numbers go once they leave a request).
 pub type Numbers = BTreeMap<PhoneNumber, NumberEntry>;
 
-/// A port request as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PortRequest {
-    #[serde(rename = "_id")]
-    pub id: PortRequestId,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "_attachments", default, skip_serializing_if = "Slot::is_absent")]
-    pub attachments: Slot<BTreeMap<String, Attachment>>,
-
-    // Kazoo's private fields
-    #[serde(rename = "pvt_type", default, skip_serializing_if = "Slot::is_absent")]
-    pub doc_type: Slot<String>,
-    #[serde(rename = "pvt_vsn", default, skip_serializing_if = "Slot::is_absent")]
-    pub vsn: Slot<String>,
-    #[serde(rename = "pvt_account_db", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_db: Slot<String>,
-    #[serde(rename = "pvt_port_state", default, skip_serializing_if = "Slot::is_absent")]
-    pub port_state: Slot<StoredState>,
-    #[serde(rename = "pvt_account_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_id: Slot<AccountId>,
-    #[serde(rename = "pvt_account_name", default, skip_serializing_if = "Slot::is_absent")]
-    pub account_name: Slot<String>,
-    #[serde(rename = "pvt_port_authority", default, skip_serializing_if = "Slot::is_absent")]
-    pub authority: Slot<AccountId>,
-    #[serde(rename = "pvt_port_authority_name", default, skip_serializing_if = "Slot::is_absent")]
-    pub authority_name: Slot<String>,
-    #[serde(rename = "pvt_tree", default, skip_serializing_if = "Slot::is_absent")]
-    pub tree: Slot<Vec<AccountId>>,
-    #[serde(rename = "pvt_created", default, skip_serializing_if = "Slot::is_absent")]
-    pub created: Slot<i64>,
-    #[serde(rename = "pvt_modified", default, skip_serializing_if = "Slot::is_absent")]
-    pub modified: Slot<i64>,
-    #[serde(rename = "pvt_request_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub request_id: Slot<String>,
-    #[serde(rename = "pvt_is_authenticated", default, skip_serializing_if = "Slot::is_absent")]
-    pub is_authenticated: Slot<bool>,
-    #[serde(rename = "pvt_auth_account_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub auth_account_id: Slot<String>,
-    #[serde(rename = "pvt_auth_user_id", default, skip_serializing_if = "Slot::is_absent")]
-    pub auth_user_id: Slot<String>,
-    #[serde(rename = "pvt_alphanum_name", default, skip_serializing_if = "Slot::is_absent")]
-    pub alphanum_name: Slot<String>,
-    /// Kazoo 4.3 writes the string `"true"`, this service `true`.
-    #[serde(rename = "pvt_sent", default, skip_serializing_if = "Slot::is_absent")]
-    pub sent: Slot<Flag>,
-    #[serde(rename = "pvt_deleted", default, skip_serializing_if = "Slot::is_absent")]
-    pub deleted: Slot<bool>,
-    /// Newest first.
-    #[serde(rename = "pvt_transitions", default, skip_serializing_if = "Slot::is_absent")]
-    pub transitions: Slot<List<Transition>>,
-    #[serde(rename = "pvt_ported_numbers", default, skip_serializing_if = "Slot::is_absent")]
-    pub ported_numbers: Slot<Numbers>,
-    #[serde(rename = "pvt_accepted_charges", default, skip_serializing_if = "Slot::is_absent")]
-    pub accepted_charges: Slot<AcceptedCharges>,
-
-    // this service's private fields
-    #[serde(rename = "pvt_canceled_numbers", default, skip_serializing_if = "Slot::is_absent")]
-    pub canceled_numbers: Slot<Numbers>,
-    #[serde(rename = "pvt_number_progress", default, skip_serializing_if = "Slot::is_absent")]
-    pub number_progress: Slot<BTreeMap<PhoneNumber, NumberProgress>>,
-    /// Newest first.
-    #[serde(rename = "pvt_number_transitions", default, skip_serializing_if = "Slot::is_absent")]
-    pub number_transitions: Slot<List<Transition>>,
-    #[serde(rename = "pvt_events", default, skip_serializing_if = "Slot::is_absent")]
-    pub events: Slot<List<Event>>,
-    #[serde(rename = "pvt_customer_links", default, skip_serializing_if = "Slot::is_absent")]
-    pub customer_links: Slot<List<Link>>,
-    /// Newest last.
-    #[serde(rename = "pvt_signatures", default, skip_serializing_if = "Slot::is_absent")]
-    pub signatures: Slot<List<Signature>>,
-
-    // public fields the rules read
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub numbers: Slot<Numbers>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub comments: Slot<List<Comment>>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub bill: Slot<Bill>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub notifications: Slot<Notifications>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub schedule_on: Slot<ScheduleOn>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub scheduled_date: Slot<i64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub transfer_date: Slot<i64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub signee_name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub signing_date: Slot<i64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub winning_carrier: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub reference_number: Slot<String>,
-    /// The fields of a request made through the Fone Dynamics API, as the client sent them.
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub fone_dynamics: Slot<Map<String, Value>>,
-
-    /// Everything else, public or private, exactly as stored.
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// A port request as stored: Kazoo's private fields, then this service's, then the public
+    /// fields the rules read (a client's other fields are in `rest`).
+    pub struct PortRequest ["_id" id: PortRequestId] {
+        "_rev" rev: String, "_attachments" attachments: BTreeMap<String, Attachment>,
+        "pvt_type" doc_type: String, "pvt_vsn" vsn: String, "pvt_account_db" account_db: String,
+        "pvt_port_state" port_state: StoredState,
+        "pvt_account_id" account_id: AccountId, "pvt_account_name" account_name: String,
+        "pvt_port_authority" authority: AccountId, "pvt_port_authority_name" authority_name: String,
+        /// The owner's ancestors, root first.
+        "pvt_tree" tree: Vec<AccountId>,
+        "pvt_created" created: i64, "pvt_modified" modified: i64,
+        "pvt_request_id" request_id: String, "pvt_is_authenticated" is_authenticated: bool,
+        "pvt_auth_account_id" auth_account_id: String, "pvt_auth_user_id" auth_user_id: String,
+        "pvt_alphanum_name" alphanum_name: String,
+        /// Kazoo 4.3 writes the string `"true"`, this service `true`.
+        "pvt_sent" sent: Flag, "pvt_deleted" deleted: bool,
+        /// Newest first.
+        "pvt_transitions" transitions: List<Transition>,
+        "pvt_ported_numbers" ported_numbers: Numbers, "pvt_accepted_charges" accepted_charges: AcceptedCharges,
+        // this service's
+        "pvt_canceled_numbers" canceled_numbers: Numbers,
+        "pvt_number_progress" number_progress: BTreeMap<PhoneNumber, NumberProgress>,
+        /// Newest first.
+        "pvt_number_transitions" number_transitions: List<Transition>,
+        "pvt_events" events: List<Event>, "pvt_customer_links" customer_links: List<Link>,
+        /// Newest last.
+        "pvt_signatures" signatures: List<Signature>,
+        // the public fields the rules read
+        "name" name: String, "numbers" numbers: Numbers, "comments" comments: List<Comment>, "bill" bill: Bill,
+        "notifications" notifications: Notifications,
+        "schedule_on" schedule_on: ScheduleOn, "scheduled_date" scheduled_date: i64, "transfer_date" transfer_date: i64,
+        "signee_name" signee_name: String, "signing_date" signing_date: i64,
+        "winning_carrier" winning_carrier: String, "reference_number" reference_number: String,
+        /// The fields of a request made through the Fone Dynamics API, as the client sent them.
+        "fone_dynamics" fone_dynamics: Map<String, Value>,
+    }
 }
 
 /// `pvt_port_state`: one of the seven states, or a word this service does not know (kept).
@@ -155,134 +88,56 @@ impl From<PortState> for StoredState {
     }
 }
 
-/// An attachment stub (or, in a document about to be saved, an attachment sent inline).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Attachment {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub content_type: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub length: Slot<u64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub digest: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub revpos: Slot<u64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub stub: Slot<bool>,
-    /// Base64 of the content, in a document about to be saved.
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub data: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// A `pvt_transitions` entry (`knm_port_request:transition_metadata_jobj`), or a number's own
-/// move in `pvt_number_transitions` (type `number_progress`, with `number` and `progress`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Transition {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub timestamp: Slot<i64>,
-    #[serde(rename = "type", default, skip_serializing_if = "Slot::is_absent")]
-    pub kind: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub reason: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub transition: Slot<Move>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub number: Slot<PhoneNumber>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub progress: Slot<Move>,
-    /// Who: `{reason, account {id, name}, user {id, first_name, last_name, full_name}}`.
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub authorization: Slot<Value>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// `{"new": state, "previous": state}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Move {
-    #[serde(rename = "new", default, skip_serializing_if = "Slot::is_absent")]
-    pub to: Slot<StoredState>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub previous: Slot<StoredState>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// A comment (`kazoo-4.3-port-features.md` §2).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Comment {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub timestamp: Slot<i64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub content: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub author: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub is_private: Slot<Flag>,
-    /// The legacy name of `is_private` (it wins when present).
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub superduper_comment: Slot<Flag>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub action_required: Slot<Flag>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub account_id: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub user_id: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// The losing carrier's bill: who the numbers belong to there.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Bill {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub carrier: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub name: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub street_number: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub street_pre_dir: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub street_address: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub street_type: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub street_post_dir: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub locality: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub region: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub postal_code: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub account_number: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub pin: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub btn: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// Where the request's own notifications go.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Notifications {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub email: Slot<EmailNotifications>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub webhook: Slot<WebhookNotifications>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct EmailNotifications {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub send_to: Slot<SendTo>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// An attachment stub (or, in a document about to be saved, an attachment sent inline:
+    /// `data` is the content in base64).
+    pub struct Attachment [] {
+        "content_type" content_type: String, "length" length: u64,
+        "digest" digest: String, "revpos" revpos: u64, "stub" stub: bool, "data" data: String,
+    }
+    /// A `pvt_transitions` entry (`knm_port_request:transition_metadata_jobj`), or a number's
+    /// own move in the number transitions (type `number_progress`, with `number` and
+    /// `progress`). Who moved it is its `authorization`: `{reason, account {id, name}, user {id,
+    /// first_name, last_name, full_name}}`.
+    pub struct Transition [] {
+        "timestamp" timestamp: i64, "type" kind: String, "reason" reason: String, "transition" transition: Move,
+        "number" number: PhoneNumber, "progress" progress: Move,
+        "authorization" authorization: Value,
+    }
+    /// `{"new": state, "previous": state}`.
+    pub struct Move [] { "new" to: StoredState, "previous" previous: StoredState }
+    /// A comment (Kazoo's `kzd_comment`); `superduper_comment` is the legacy name of
+    /// `is_private` (it wins when present).
+    pub struct Comment [] {
+        "timestamp" timestamp: i64, "content" content: String, "author" author: String,
+        "is_private" is_private: Flag, "superduper_comment" superduper_comment: Flag, "action_required" action_required: Flag,
+        "account_id" account_id: String, "user_id" user_id: String,
+    }
+    /// The losing carrier's bill: who the numbers belong to there.
+    pub struct Bill [] {
+        "carrier" carrier: String, "name" name: String,
+        "street_number" street_number: String, "street_pre_dir" street_pre_dir: String,
+        "street_address" street_address: String, "street_type" street_type: String,
+        "street_post_dir" street_post_dir: String,
+        "locality" locality: String, "region" region: String, "postal_code" postal_code: String,
+        "account_number" account_number: String, "pin" pin: String, "btn" btn: String,
+    }
+    /// Where the request's own notifications go: mails to `email.send_to` (one address or
+    /// several), events to `webhook.url`.
+    pub struct Notifications [] { "email" email: EmailNotifications, "webhook" webhook: WebhookNotifications }
+    pub struct EmailNotifications [] { "send_to" send_to: SendTo }
+    pub struct WebhookNotifications [] { "url" url: String }
+    /// `schedule_on {date_time "YYYY-MM-DD HH:MM", timezone}`.
+    pub struct ScheduleOn [] { "date_time" date_time: String, "timezone" timezone: String }
+    /// A number's metadata (the client's own keys, e.g. `used_by`).
+    pub struct NumberEntry [] { "used_by" used_by: String }
+    /// Where a number that moved on its own is (`domain::number_progress`).
+    pub struct NumberProgress [] {
+        "state" state: StoredState, "previous" previous: StoredState, "reason" reason: String,
+        "timestamp" timestamp: i64, "authorization" authorization: Value,
+    }
+    /// The port charge a submission accepted (`accept_charges=true`).
+    pub struct AcceptedCharges [] { "activation_charges" activation_charges: Number }
 }
 
 /// One address or several.
@@ -291,60 +146,6 @@ pub struct EmailNotifications {
 pub enum SendTo {
     One(String),
     Many(Vec<String>),
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct WebhookNotifications {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub url: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// `schedule_on {date_time "YYYY-MM-DD HH:MM", timezone}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ScheduleOn {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub date_time: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub timezone: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// A number's metadata (the client's own keys, e.g. `used_by`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct NumberEntry {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub used_by: Slot<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// Where a number that moved on its own is (`domain::number_progress`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct NumberProgress {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub state: Slot<StoredState>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub previous: Slot<StoredState>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub reason: Slot<String>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub timestamp: Slot<i64>,
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub authorization: Slot<Value>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
-}
-
-/// The port charge a submission accepted (`accept_charges=true`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct AcceptedCharges {
-    #[serde(default, skip_serializing_if = "Slot::is_absent")]
-    pub activation_charges: Slot<Number>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
 }
 
 /// Keys that are never public: CouchDB's (`_*`) and the private ones (`pvt_*`).

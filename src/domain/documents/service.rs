@@ -7,29 +7,20 @@
 //! delivery's lease) carries a random `holder` (or `lease`): identical documents get one
 //! revision on a cluster, and both writers would be told they made it (`store::couch::write`).
 
-use super::fields::Slot;
+use super::fields::{Slot, stored};
 use crate::domain::ids::new_doc_id;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A number claim: which open request holds a number (`domain::claims`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClaimDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    pub number: String,
-    pub port_request_id: String,
-    #[serde(default)]
-    pub account_id: String,
-    /// Unix seconds.
-    #[serde(default)]
-    pub at: i64,
-    #[serde(default)]
-    pub holder: String,
+stored! {
+    /// A number claim: which open request holds a number (`domain::claims`).
+    pub struct ClaimDoc [
+        "_id" id: String, "pvt_type" doc_type: String, "number" number: String, "port_request_id" port_request_id: String,
+        #[serde(default)] "account_id" account_id: String,
+        /// Unix seconds.
+        #[serde(default)] "at" at: i64,
+        #[serde(default)] "holder" holder: String,
+    ] { "_rev" rev: String }
 }
 
 impl ClaimDoc {
@@ -38,58 +29,41 @@ impl ClaimDoc {
     pub fn new(id: String, number: &str, port_request_id: &str, account_id: &str, at: i64) -> Self {
         ClaimDoc {
             id,
-            rev: Slot::Absent,
             doc_type: Self::TYPE.into(),
             number: number.to_owned(),
             port_request_id: port_request_id.to_owned(),
             account_id: account_id.to_owned(),
             at,
             holder: new_doc_id(),
+            rev: Slot::Absent,
+            rest: Map::new(),
         }
     }
 }
 
-/// A delivery record: one event's delivery on one channel, its attempts and its lease
-/// (`jobs::delivery`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    pub queue: String,
-    /// `pending`, `delivered`, `skipped` or `failed`.
-    pub status: String,
-    pub channel: String,
-    /// The template, or the webhook's event name.
-    pub event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reminder_period: Option<i64>,
-    pub port_request_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub attempts: Vec<Attempt>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipients: Option<Vec<String>>,
-    /// Unix seconds.
-    pub created: i64,
-    /// Unix seconds: when it is due (or when its lease runs out).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<i64>,
-    /// The random mark of whoever holds it now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease: Option<String>,
-    #[serde(flatten)]
-    pub rest: Map<String, Value>,
+stored! {
+    /// A delivery record: one event's delivery on one channel, its attempts and its lease
+    /// (`domain::deliveries`).
+    pub struct DeliveryDoc [
+        "_id" id: String, "pvt_type" doc_type: String, "queue" queue: String,
+        /// `pending`, `delivered`, `skipped` or `failed`.
+        "status" status: String,
+        "channel" channel: String,
+        /// The template, or the webhook's event name.
+        "event" event: String,
+        "port_request_id" port_request_id: String,
+        #[serde(default)] "attempts" attempts: Vec<Attempt>,
+        /// Unix seconds.
+        "created" created: i64,
+    ] {
+        "_rev" rev: String, "audience" audience: Value, "event_id" event_id: String,
+        "reminder_period" reminder_period: i64, "account_id" account_id: String, "url" url: String,
+        "recipients" recipients: Vec<String>,
+        /// Unix seconds: when it is due (or when its lease runs out).
+        "next_attempt_at" next_attempt_at: i64,
+        /// The random mark of whoever holds it now.
+        "lease" lease: String,
+    }
 }
 
 impl DeliveryDoc {
@@ -106,102 +80,75 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// Where a follower of `port_requests/_changes` takes the feed up again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    /// Opaque: only ever handed back to CouchDB.
-    pub seq: Value,
+stored! {
+    /// Where a follower of `port_requests/_changes` takes the feed up again (`seq` is opaque:
+    /// only ever handed back to CouchDB).
+    pub struct CheckpointDoc ["_id" id: String, "pvt_type" doc_type: String, "seq" seq: Value] { "_rev" rev: String }
 }
 
 impl CheckpointDoc {
     pub fn new(id: String, seq: Value) -> Self {
-        CheckpointDoc { id, rev: Slot::Absent, doc_type: "delivery_checkpoint".into(), seq }
+        CheckpointDoc { id, doc_type: "delivery_checkpoint".into(), seq, rev: Slot::Absent, rest: Map::new() }
     }
 }
 
-/// The journal of a completion attempt: the number documents it writes (`app::completion`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CompletionJournal {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    pub port_request_id: String,
-    #[serde(default)]
-    pub account_id: Option<String>,
-    pub numbers: Vec<String>,
-    /// Gregorian seconds.
-    pub at: i64,
+stored! {
+    /// The journal of a completion attempt: the number documents it writes (`app::completion`).
+    pub struct CompletionJournal [
+        "_id" id: String, "pvt_type" doc_type: String, "port_request_id" port_request_id: String,
+        "numbers" numbers: Vec<String>,
+        /// Gregorian seconds.
+        "at" at: i64,
+    ] { "_rev" rev: String, "account_id" account_id: String }
 }
 
 impl CompletionJournal {
     pub fn new(port_request_id: &str, account_id: Option<&str>, numbers: Vec<String>, at: i64) -> Self {
         CompletionJournal {
             id: format!("completion:{port_request_id}:{}", new_doc_id()),
-            rev: Slot::Absent,
             doc_type: "completion".into(),
             port_request_id: port_request_id.to_owned(),
-            account_id: account_id.map(str::to_owned),
             numbers,
             at,
+            rev: Slot::Absent,
+            account_id: Slot::from_option(account_id.map(str::to_owned)),
+            rest: Map::new(),
         }
     }
 }
 
-/// A turn: the one writer of a port request's revision on a cluster (`store::turn`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TurnDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    /// The revision the holder updates.
-    #[serde(rename = "rev")]
-    pub rev_of: Option<String>,
-    /// Unix milliseconds after which the turn expired.
-    pub until: u64,
-    pub holder: String,
+stored! {
+    /// A turn: the one writer of a port request's revision on a cluster (`store::turns`).
+    pub struct TurnDoc [
+        "_id" id: String, "pvt_type" doc_type: String,
+        /// The revision the holder updates.
+        "rev" rev_of: Option<String>,
+        /// Unix milliseconds after which the turn expired.
+        "until" until: u64,
+        "holder" holder: String,
+    ] { "_rev" rev: String }
 }
 
 impl TurnDoc {
     pub fn new(id: String, rev_of: Option<&str>, until: u64) -> Self {
         TurnDoc {
             id,
-            rev: Slot::Absent,
             doc_type: "turn".into(),
             rev_of: rev_of.map(str::to_owned),
             until,
             holder: new_doc_id(),
+            rev: Slot::Absent,
+            rest: Map::new(),
         }
     }
 }
 
-/// An `Idempotency-Key`'s record (`domain::idempotency`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdempotencyDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    pub fingerprint: String,
-    /// Unix milliseconds.
-    pub started: u64,
-    pub expires: u64,
-    pub holder: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<StoredAnswer>,
+stored! {
+    /// An `Idempotency-Key`'s record (`domain::idempotency`); times in Unix milliseconds.
+    pub struct IdempotencyDoc [
+        "_id" id: String, "pvt_type" doc_type: String, "fingerprint" fingerprint: String,
+        "started" started: u64, "expires" expires: u64, "holder" holder: String,
+    ] { "_rev" rev: String, "answer" answer: StoredAnswer }
 }
 
 /// A kept answer, as stored.
@@ -218,31 +165,25 @@ impl IdempotencyDoc {
     pub fn new(id: &str, fingerprint: &str, started: u64, expires: u64) -> Self {
         IdempotencyDoc {
             id: id.to_owned(),
-            rev: Slot::Absent,
             doc_type: "idempotency_key".into(),
             fingerprint: fingerprint.to_owned(),
             started,
             expires,
             holder: new_doc_id(),
-            answer: None,
+            rev: Slot::Absent,
+            answer: Slot::Absent,
+            rest: Map::new(),
         }
     }
 }
 
-/// A note that a one-time piece of work was done (e.g. the claims of open requests adopted).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MarkerDoc {
-    #[serde(rename = "_id")]
-    pub id: String,
-    #[serde(rename = "_rev", default, skip_serializing_if = "Slot::is_absent")]
-    pub rev: Slot<String>,
-    #[serde(rename = "pvt_type")]
-    pub doc_type: String,
-    pub at: i64,
+stored! {
+    /// A note that a one-time piece of work was done (e.g. the claims of open requests adopted).
+    pub struct MarkerDoc ["_id" id: String, "pvt_type" doc_type: String, "at" at: i64] { "_rev" rev: String }
 }
 
 impl MarkerDoc {
     pub fn new(id: &str, at: i64) -> Self {
-        MarkerDoc { id: id.to_owned(), rev: Slot::Absent, doc_type: "marker".into(), at }
+        MarkerDoc { id: id.to_owned(), doc_type: "marker".into(), at, rev: Slot::Absent, rest: Map::new() }
     }
 }

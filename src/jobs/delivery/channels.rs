@@ -27,7 +27,7 @@ pub async fn deliver(state: &Arc<AppState>, record: &DeliveryDoc) -> Outcome {
         Ok(None) => return Outcome::Skipped("the port request is gone".into()),
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let event = match &record.event_id {
+    let event = match record.event_id.get() {
         Some(event_id) => match doc.events().find(|e| &e.id == event_id) {
             Some(e) => Some(e.clone()),
             None => return Outcome::Skipped("the change is not in the port request any more".into()),
@@ -119,7 +119,7 @@ async fn deliver_email(
     let template = record.event.as_str();
     let (owner, authority) = owner_and_authority(state, doc).await?;
     let audience: Audience =
-        serde_json::from_value(record.audience.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
+        serde_json::from_value(record.audience.get().cloned().unwrap_or_default()).map_err(|e| e.to_string())?;
     let to = match audience {
         Audience::Submitter => doc.send_to(),
         Audience::Authority => authority_emails(state, &authority).await?,
@@ -258,8 +258,9 @@ async fn deliver_push(state: &Arc<AppState>, doc: &PortRequest) -> Result<Outcom
 /// Records that the request was pushed to the carrier (Kazoo's `pvt_sent`), as the service.
 async fn mark_sent(state: &Arc<AppState>, doc: &PortRequest) -> Result<(), crate::app::error::AppError> {
     let Some(owner) = doc.owner() else { return Ok(()) };
-    let ask = Ask { state, who: &Who::Service, request_id: "carrier_push", if_match: None };
-    change(&ask, owner, &doc.id, Again::OnConflict, async |current, _| {
+    let Some(owner) = state.directory.account(owner).await? else { return Ok(()) };
+    let ask = Ask { state, who: &Who::Service, through: &owner, request_id: "carrier_push", if_match: None };
+    change(&ask, &doc.id, Again::OnConflict, async |current, _| {
         let mut sent = PortRequest::clone(current);
         sent.sent.set(true.into());
         Ok((Some(Write::Document { doc: sent, events: vec![] }), ()))

@@ -73,7 +73,7 @@ pub async fn make_records(
         match result {
             Ok(rev) => {
                 made.push(record.id.clone());
-                if record.lease.is_some() {
+                if !record.lease.is_absent() {
                     record.rev.set(rev);
                     sender.send(record, slots.pop().expect("one slot per held record"));
                 }

@@ -66,7 +66,7 @@ fn retries(state: &AppState) -> Retries {
 /// One attempt at a record this instance holds, and its outcome on the record.
 async fn send(state: &Arc<AppState>, mut record: DeliveryDoc) {
     // a lease that ran out may be someone else's by now
-    if record.next_attempt_at.is_some_and(|until| until <= now_unix()) {
+    if record.next_attempt_at.get().is_some_and(|until| *until <= now_unix()) {
         return;
     }
     let outcome = channels::deliver(state, &record).await;
