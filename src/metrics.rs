@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics`): requests by route and status, latencies, CouchDB calls,
-//! the outbox and LOA renders.
+//! deliveries (named `outbox_*` as in earlier versions, so dashboards keep working) and LOA
+//! renders.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -16,8 +17,8 @@ pub struct Metrics {
     pub couch_settled: IntCounterVec,
     pub couch_nodes_up: IntGauge,
     pub deliveries: IntCounterVec,
-    pub outbox_pending: IntGauge,
-    pub outbox_failed: IntGauge,
+    pub deliveries_pending: IntGauge,
+    pub deliveries_failed: IntGauge,
     pub loa_renders: IntCounterVec,
     pub loa_render_seconds: Histogram,
     pub loa_cache_hits: IntCounter,
@@ -51,8 +52,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Opts::new("outbox_deliveries_total", "Delivery attempts by channel and result"),
         &["channel", "result"],
     )?;
-    let outbox_pending = IntGauge::new("outbox_pending", "Outbox items waiting to be delivered (this queue)")?;
-    let outbox_failed = IntGauge::new("outbox_failed", "Outbox items given up on (this queue, all time)")?;
+    let deliveries_pending = IntGauge::new("outbox_pending", "Delivery records waiting to be delivered (this queue)")?;
+    let deliveries_failed = IntGauge::new("outbox_failed", "Delivery records given up on (this queue, all time)")?;
     let loa_renders = IntCounterVec::new(Opts::new("loa_renders_total", "LOA PDF renderings by result"), &["result"])?;
     let loa_render_seconds = Histogram::with_opts(
         HistogramOpts::new("loa_render_duration_seconds", "wkhtmltopdf time per LOA").buckets(LATENCY_BUCKETS.to_vec()),
@@ -77,8 +78,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(couch_settled.clone()))?;
     registry.register(Box::new(couch_nodes_up.clone()))?;
     registry.register(Box::new(deliveries.clone()))?;
-    registry.register(Box::new(outbox_pending.clone()))?;
-    registry.register(Box::new(outbox_failed.clone()))?;
+    registry.register(Box::new(deliveries_pending.clone()))?;
+    registry.register(Box::new(deliveries_failed.clone()))?;
     registry.register(Box::new(loa_renders.clone()))?;
     registry.register(Box::new(loa_render_seconds.clone()))?;
     registry.register(Box::new(loa_cache_hits.clone()))?;
@@ -91,8 +92,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         couch_settled,
         couch_nodes_up,
         deliveries,
-        outbox_pending,
-        outbox_failed,
+        deliveries_pending,
+        deliveries_failed,
         loa_renders,
         loa_render_seconds,
         loa_cache_hits,

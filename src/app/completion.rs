@@ -1,4 +1,4 @@
-//! Completion: each number becomes a phone number document (`kazoo-4.3-port-features.md` §5) in
+//! Completion: each number becomes a phone number document (Kazoo 4.3's `knm_port_request`) in
 //! its numbers database and in the owner's account database, all of them written at once (one
 //! request per database, the databases side by side). All or nothing: when one number cannot
 //! be written, what this attempt wrote is undone. Repeating is safe: numbers already activated
@@ -221,20 +221,21 @@ pub async fn activate(
     }
     undo(couch, activation).await;
     let mut refused = Vec::new();
-    let mut unavailable = Vec::new();
-    for (number, failure) in &failures {
+    let mut unavailable = None;
+    for (number, failure) in failures {
         match failure {
-            Failure::Taken => refused.push(NumberRefused { raw: number.clone(), why: NumberTaken::NotActivatable }),
-            Failure::Store(e) => unavailable.push(format!("{number} ({e})")),
+            Failure::Taken => refused.push(NumberRefused { raw: number, why: NumberTaken::NotActivatable }),
+            Failure::Store(e) => {
+                tracing::warn!(%number, error = %e, "a number document could not be written; nothing was changed");
+                unavailable = Some(e);
+            }
         }
     }
-    if !unavailable.is_empty() && refused.is_empty() {
-        return Err(AppError::Unavailable(format!(
-            "number documents could not be written for {}; nothing was changed",
-            unavailable.join(", ")
-        )));
+    match unavailable {
+        // the caller gets the datastore's usual answer; where it failed is in the log only
+        Some(e) if refused.is_empty() => Err(AppError::Store(e)),
+        _ => Err(AppError::Numbers(refused)),
     }
-    Err(AppError::Numbers(refused))
 }
 
 impl Activation {

@@ -1,4 +1,4 @@
-//! Port request comments (`kazoo-4.3-port-features.md` §2): which are new, who may write
+//! Port request comments (Kazoo 4.3's `cb_port_requests`): which are new, who may write
 //! private ones, who may read them, and what the server fills in.
 
 use super::documents::fields::{Flag, Slot};

@@ -1,5 +1,5 @@
-//! Which notifications an event causes, and what they say (`kazoo-4.3-port-features.md` §3
-//! and §7): plain functions, the outbox and the senders do the I/O.
+//! Which notifications an event causes, and what they say (Kazoo 4.3's `cb_port_requests` and
+//! teletype's port templates): plain functions; `jobs::delivery` does the I/O.
 
 use super::documents::account::AccountDoc;
 use super::documents::fields::Slot;
@@ -204,7 +204,7 @@ fn dash(v: &Slot<String>) -> Value {
     json!(v.text().unwrap_or("-"))
 }
 
-/// What happened, as the outbox item remembers it.
+/// What happened, as the delivery's event tells it.
 #[derive(Debug, Clone, Default)]
 pub struct Happening {
     pub reason: Option<String>,

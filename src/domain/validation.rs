@@ -1,4 +1,4 @@
-//! Kazoo's validation errors (`kazoo-4.3-crossbar.md` §1): what the domain rules report, as
+//! Kazoo's validation errors (Kazoo 4.3's `cb_context`): what the domain rules report, as
 //! plain data. The HTTP layer turns them into the 400 envelope.
 
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! Kazoo's JSON envelope around every answer (`kazoo-4.3-crossbar.md` §1).
+//! Kazoo's JSON envelope around every answer (Kazoo 4.3's `crossbar_util`).
 
 use crate::http::errors::ApiError;
 use actix_web::http::StatusCode;

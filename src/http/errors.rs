@@ -1,5 +1,5 @@
 //! The one error type of the HTTP API and its mapping to Kazoo's error envelope
-//! (`kazoo-4.3-crossbar.md` §1), and to the Fone Dynamics API's error body: every refusal of a
+//! (Kazoo 4.3's `crossbar_util`), and to the Fone Dynamics API's error body: every refusal of a
 //! use case (`AppError`) is worded here, in one place. Rendering happens in `http::envelope`.
 
 use crate::app::error::{AppError, NumberRefused, NumberTaken};

@@ -1,4 +1,4 @@
-//! Parsing a crossbar request (`kazoo-4.3-crossbar.md` §3) and authenticating its caller.
+//! Parsing a crossbar request (Kazoo 4.3's `api_resource` and `cb_context`) and authenticating its caller.
 //!
 //! `Ctx` is the extractor every authenticated JSON endpoint takes: the body is read (at most
 //! 8,000,000 bytes, refused from `Content-Length` without reading), parsed into the envelope and

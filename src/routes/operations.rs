@@ -26,7 +26,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = crate::metrics::get();
     m.couch_nodes_up.set(state.couch.nodes_up().0 as i64);
     let queue = state.settings.jobs.delivery.queue.as_str();
-    for (status, gauge) in [("pending", &m.outbox_pending), ("failed", &m.outbox_failed)] {
+    for (status, gauge) in [("pending", &m.deliveries_pending), ("failed", &m.deliveries_failed)] {
         let key = json!([queue, status]);
         if let Ok(n) = state.couch.view_count(dbs::SERVICE, views::SERVICE_DDOC, "by_status", key.clone(), key).await {
             gauge.set(n as i64);

@@ -1,6 +1,6 @@
 //! Notifications derived from the saved requests: delivered once each across a SIGKILL between
-//! the save and the send with two instances, and delivered when a worker starts after every
-//! worker was down.
+//! the save and the send with two instances, delivered when a worker starts after every worker
+//! was down, and delivered once each when many changes make their records at the same moment.
 
 use crate::faults::{spawn_service, wait_healthy};
 use crate::helpers::{Receiver, free_port, receiver, spawn_app_with};
@@ -156,4 +156,30 @@ async fn events_saved_while_every_worker_is_down_are_delivered_when_one_starts()
     assert_eq!(status, 200);
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[tokio::test]
+async fn records_made_at_the_same_moment_are_each_delivered_once() {
+    let Setup { sys, hook, customer, token, queue } = setup().await;
+    // a short lease: a record whose holder lost track of it would be sent again within the test
+    let api = spawn_app_with(move |s| {
+        s.jobs.delivery.queue = queue;
+        s.jobs.delivery.lease = Duration::from_secs(2);
+    })
+    .await;
+    let url = format!("{}/hooks", hook.url);
+    let batches = (0..12).map(|_| submit_some(&api.address, &customer, &token, &url, 2));
+    let ids: Vec<String> = futures_util::future::join_all(batches).await.into_iter().flatten().collect();
+    assert_eq!(ids.len(), 24);
+    let expected = expected_events(&sys.couch, &ids).await;
+    assert_eq!(expected.len(), 24);
+    wait_for(&hook, &expected, 30).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let by = calls_by_event(&hook);
+    for e in &expected {
+        assert_eq!(by.get(e), Some(&1), "{e}: {by:?}");
+        let record = sys.couch.get("kazoo_port_requests", e).await.unwrap();
+        assert_eq!(record["status"], "delivered", "{record}");
+        assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1), "{record}");
+    }
 }

@@ -1,4 +1,4 @@
-//! The transition table of `kazoo-4.3-core.md`, every row, allowed and refused, by the port
+//! The transition table of Kazoo 4.3's `knm_port_request` (`docs/api.md`), every row, allowed and refused, by the port
 //! authority and by the account itself; the authority walk; scheduling; completion; charges;
 //! concurrent transitions.
 

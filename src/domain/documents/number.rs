@@ -1,6 +1,6 @@
 //! A phone number document of Kazoo's numbers databases (`numbers/+1415`, id = the number), and
 //! its copy in the owner's account database, as a completion writes them
-//! (`kazoo-4.3-port-features.md` §5).
+//! (Kazoo 4.3's `knm_port_request`).
 
 use super::fields::{Slot, stored};
 use crate::domain::ids::AccountId;

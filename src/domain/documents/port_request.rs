@@ -1,5 +1,5 @@
 //! The port request document, as Kazoo 4.3 stores it in `port_requests`
-//! (`kazoo-4.3-core.md`, "The stored document"), with what this service adds (events, per-number
+//! (`docs/api.md`, "The stored document"), with what this service adds (events, per-number
 //! progress, customer links and signatures). Every key is spelled here once; the rules read and
 //! change typed fields, and whatever the service does not know is kept in `rest` and written
 //! back as it was.

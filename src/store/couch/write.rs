@@ -26,6 +26,7 @@
 use super::{Couch, Document, Resend, StoreError, StoreResult, classify_status, encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
 
 /// What an attachment is called and holds.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,24 @@ fn history(doc: &Value) -> Vec<String> {
         out.push(rev.to_owned());
     }
     out
+}
+
+/// Each document's row of a `_bulk_docs` answer, matched by id: PouchDB Server does not always
+/// answer in the order the documents were sent (measured: two delivery records of one bulk save
+/// got each other's revisions, so their holders' next writes failed and both were sent again
+/// when their leases ran out).
+fn in_request_order(docs: &[Value], rows: Vec<Value>) -> Vec<Option<Value>> {
+    let mut by_id: HashMap<String, VecDeque<Value>> = HashMap::new();
+    for row in rows {
+        let id = row.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        by_id.entry(id).or_default().push_back(row);
+    }
+    docs.iter()
+        .map(|doc| {
+            let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
+            by_id.get_mut(id).and_then(VecDeque::pop_front)
+        })
+        .collect()
 }
 
 fn rev_of(doc: &Value) -> String {
@@ -202,9 +221,10 @@ impl Couch {
         if !resp.status().is_success() {
             return Err(classify_status(resp.status(), format!("bulk save to {db}")));
         }
-        let rows: Vec<Value> = resp.json().await?;
+        let rows = in_request_order(docs, resp.json().await?);
         let unsure = self.unsure(db).await?;
         let decide = rows.iter().map(|r| async move {
+            let Some(r) = r else { return Err(StoreError::Fault("no answer for a document of a bulk save".into())) };
             let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
             match (r.get("rev").and_then(Value::as_str), r.get("error").and_then(Value::as_str)) {
                 (Some(rev), None) if unsure || r.get("accepted") == Some(&Value::Bool(true)) => {
@@ -383,6 +403,15 @@ impl Couch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_rows_are_matched_to_their_documents_by_id() {
+        let docs = [json!({"_id": "a"}), json!({"_id": "b"}), json!({"_id": "c"})];
+        let rows = vec![json!({"id": "b", "rev": "1-b"}), json!({"id": "a", "rev": "1-a"})];
+        let matched = in_request_order(&docs, rows);
+        let revs: Vec<Option<&str>> = matched.iter().map(|r| r.as_ref().and_then(|r| r["rev"].as_str())).collect();
+        assert_eq!(revs, [Some("1-a"), Some("1-b"), None]);
+    }
 
     #[test]
     fn history_lists_newest_first() {
