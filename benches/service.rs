@@ -1,6 +1,6 @@
 //! `scripts/bench.sh [section ...]`: the service's latency next to the raw CouchDB requests
 //! that return the same data, measured in the same run against the same server. Prints
-//! markdown tables (copied into the README).
+//! markdown tables (copied into `docs/benchmarks.md`).
 //!
 //! Sections: `core`, `deliveries`, `cluster` (core and deliveries on a 3-node cluster, when
 //! scripts/bench.sh started one), `listings`, `loa`, `fuzz`.
@@ -40,6 +40,16 @@ impl Drop for Service {
 async fn start_service(couch_url: &str) -> Service {
     start_service_with(couch_url, &[]).await
 }
+
+/// Every background job off: they would compete with the measured calls for CouchDB.
+const JOBS_OFF: &[(&str, &str)] = &[
+    ("DELIVERY_WORKER", "false"),
+    ("CONFLICT_RESOLUTION", "false"),
+    ("CLAIM_ADOPTION", "false"),
+    ("COMPLETION_REPAIR", "false"),
+    ("REMINDERS", "false"),
+    ("CLEANUP", "false"),
+];
 
 async fn start_service_with(couch_url: &str, extra: &[(&str, &str)]) -> Service {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -485,7 +495,7 @@ async fn import_run() {
     let ctx = Ctx::new().await;
     let (_master, reseller, reseller_user) = ctx.account_under_master("Import Reseller").await;
     let token = bootstrap::token(&ctx.couch, &reseller, Some(&reseller_user), 24 * 3600).await.unwrap();
-    let service = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false")]).await;
+    let service = start_service_with(&ctx.couch_url, JOBS_OFF).await;
     let first = rand::thread_rng().gen_range(0..1_000_000u64);
     let mut csv = String::from("request,number,name,bill.name,bill.carrier,bill.account_number,number.state\n");
     for r in 0..2_500u64 {
@@ -893,7 +903,7 @@ async fn core(ctx: &Ctx, label: &str) {
     let member = bootstrap::token(&ctx.couch, &customer, Some(&customer_user), 24 * 3600).await.unwrap();
     let authority = bootstrap::token(&ctx.couch, &reseller, Some(&reseller_user), 24 * 3600).await.unwrap();
     // the API alone: deliveries would compete for the same CouchDB
-    let service = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false")]).await;
+    let service = start_service_with(&ctx.couch_url, JOBS_OFF).await;
     let base = format!("{}/v2/accounts/{customer}/port_requests", service.base);
     let raw = Raw { ctx, w: copies(ctx, "port_requests").await };
     // numbers of one range, whose numbers database exists (as in any Kazoo install): a first
@@ -927,7 +937,7 @@ async fn core(ctx: &Ctx, label: &str) {
     let get_raw = || async { ctx.http.get(&raw_one).send().await.unwrap().bytes().await.unwrap().len() };
     let (get_svc, get_raw_t) = compare(|| get_service(one.clone()), get_raw).await;
     // the same with the document cache off: every GET is sent the whole document
-    let uncached = start_service_with(&ctx.couch_url, &[("OUTBOX_WORKER", "false"), ("DOC_CACHE", "0")]).await;
+    let uncached = start_service_with(&ctx.couch_url, &[JOBS_OFF, &[("DOC_CACHE", "0")]].concat()).await;
     let one_uncached = format!("{}/v2/accounts/{customer}/port_requests/{id}", uncached.base);
     let (get_uncached, get_raw2) = compare(|| get_service(one_uncached.clone()), get_raw).await;
     let sample_doc = raw.get(&format!("/port_requests/{id}")).await;
@@ -1032,7 +1042,7 @@ async fn core(ctx: &Ctx, label: &str) {
     let (uncached_rps, raw_rps2) = throughput(&one_uncached, Some(&member), &raw_one);
     let uncached_rss = peak_rss_mb(uncached.child.id());
 
-    println!("\n### Core operations ({label}; medians of {N} samples, {SAMPLES} for GET; delivery worker off)\n");
+    println!("\n### Core operations ({label}; medians of {N} samples, {SAMPLES} for GET; background jobs off)\n");
     println!("| operation | service | raw CouchDB | ratio | target |\n|---|---|---|---|---|");
     let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     if let Some((lat, lat_raw, _, _)) = proxy {

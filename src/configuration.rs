@@ -340,17 +340,28 @@ pub struct SettingsArgs {
 /// `DELIVERY_QUEUE`, ...): those names are kept as aliases.
 const ALIASED: [&str; 7] = ["WORKER", "QUEUE", "POLL_MS", "RETRY_BASE_MS", "RETRY_MAX", "GIVE_UP", "LEASE"];
 
+/// What `OUTBOX_WORKER=false` stopped besides the deliveries, in the versions that had it: an
+/// instance set up that way keeps running none of them unless they are switched on by name.
+const STOPPED_WITH_THE_OUTBOX: [&str; 3] = ["CONFLICT_RESOLUTION", "CLAIM_ADOPTION", "COMPLETION_REPAIR"];
+
 /// The command line to read the settings from: `args`, with the value of each old variable
 /// whose new name is neither set nor on the command line given as the new flag.
 pub fn with_aliases(args: Vec<String>, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out = args;
-    for name in ALIASED {
-        let (old, new) = (format!("OUTBOX_{name}"), format!("DELIVERY_{name}"));
+    // `new` takes `value` unless it is set by its own name
+    let mut stands_for = |new: &str, value: Option<String>| {
         let flag = format!("--{}", new.to_lowercase().replace('_', "-"));
-        let (old, new) = (old.as_str(), new.as_str());
         let given = out.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-        if let (Some(value), None, false) = (env(old), env(new), given) {
+        if let (Some(value), None, false) = (value, env(new), given) {
             out.insert(1.min(out.len()), format!("{flag}={value}"));
+        }
+    };
+    for name in ALIASED {
+        stands_for(&format!("DELIVERY_{name}"), env(&format!("OUTBOX_{name}")));
+    }
+    if env("OUTBOX_WORKER").as_deref() == Some("false") {
+        for job in STOPPED_WITH_THE_OUTBOX {
+            stands_for(job, Some("false".into()));
         }
     }
     out
@@ -493,7 +504,14 @@ mod tests {
         assert!(!old.jobs.delivery.worker);
         assert_eq!(old.jobs.delivery.queue, "q1");
         assert_eq!(old.jobs.delivery.lease, Duration::from_secs(30));
-        assert!(old.jobs.conflict_resolution && old.jobs.claim_adoption, "the other jobs have their own switches");
+        assert!(
+            !old.jobs.conflict_resolution && !old.jobs.claim_adoption && !old.jobs.completion_repair,
+            "OUTBOX_WORKER=false still stops what it stopped"
+        );
+        let on = parse(&["kpr"], &[("OUTBOX_WORKER", "false"), ("CLAIM_ADOPTION", "true")]);
+        assert!(!on.jobs.delivery.worker && on.jobs.claim_adoption && !on.jobs.conflict_resolution);
+        let new = parse(&["kpr", "--delivery-worker", "false"], &[]);
+        assert!(!new.jobs.delivery.worker && new.jobs.conflict_resolution, "DELIVERY_WORKER is the deliveries only");
         let both = parse(&["kpr", "--delivery-queue", "flag"], &[("OUTBOX_QUEUE", "old")]);
         assert_eq!(both.jobs.delivery.queue, "flag", "the new name wins");
         let renamed = with_aliases(vec!["kpr".into()], env(&[("OUTBOX_QUEUE", "old"), ("DELIVERY_QUEUE", "new")]));

@@ -471,14 +471,26 @@ pub struct MoveAsk<'a> {
 pub async fn move_to(ask: &Ask<'_>, id: &PortRequestId, to: PortState, asked: &MoveAsk<'_>) -> Result<Saved, AppError> {
     let state = ask.state;
     let data = Value::Object(data_object(asked.data)?.clone());
+    // a submission checks the request's numbers: their reads go out with the request's own, for
+    // the numbers the copy read last holds (used only where the current revision agrees)
+    let numbers_of = |doc: &PortRequest| -> Option<Vec<PhoneNumber>> {
+        let numbers: Vec<PhoneNumber> = doc.numbers.get()?.keys().cloned().collect();
+        (to == PortState::Submitted && !numbers.is_empty()).then_some(numbers)
+    };
+    let mut early = state.port_requests.guess(id.as_str()).as_deref().and_then(numbers_of).map(|numbers| {
+        let couch = state.couch.clone();
+        tokio::spawn(async move { claims::read_ahead(&couch, numbers).await })
+    });
     change_doc(ask, id, Again::OnConflict, async |doc, held| {
-        // a submission checks the request's numbers: their reads go out with the policy's
         let ahead = async {
-            match doc.numbers.get().filter(|_| to == PortState::Submitted) {
-                Some(numbers) if !numbers.is_empty() => {
-                    claims::read_ahead(&state.couch, numbers.keys().cloned().collect()).await
-                }
-                _ => None,
+            let early = match early.take() {
+                Some(task) => task.await.ok().flatten(),
+                None => None,
+            };
+            match (early, numbers_of(doc)) {
+                (Some(ahead), _) => Some(ahead),
+                (None, Some(numbers)) => claims::read_ahead(&state.couch, numbers).await,
+                (None, None) => None,
             }
         };
         let (policy, ahead) = futures_util::future::join(transition_policy(state), ahead).await;

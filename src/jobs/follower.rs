@@ -219,9 +219,7 @@ async fn look_at(state: &Arc<AppState>, fed: &Fed, made: &Made, id: &str, there:
         return super::conflict_resolution::resolve(state, id).await;
     }
     if let Some(sender) = &fed.delivery {
-        for record in delivery::make_records(state, sender, &doc, there).await? {
-            made.insert(record, ());
-        }
+        delivery::make_records(state, sender, &doc, there, |record| made.insert(record, ())).await?;
     }
     if fed.claim_adoption {
         super::claim_adoption::adopt(state, &doc, there).await?;

@@ -63,6 +63,12 @@ impl PortRequests {
         Ok((!doc.is_deleted()).then_some(doc))
     }
 
+    /// The copy this instance read last, as it was: a guess, for reads that may go out ahead
+    /// of the request's own; it never decides anything.
+    pub fn guess(&self, id: &str) -> Option<Arc<PortRequest>> {
+        self.cache.get(id)
+    }
+
     /// The revision CouchDB keeps, read with every copy's say, with its `_conflicts` (deleted
     /// ones too): what a background job decides on.
     pub async fn load_settled(&self, id: &str) -> StoreResult<Option<PortRequest>> {

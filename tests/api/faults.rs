@@ -144,7 +144,7 @@ async fn verify(couch: &Couch, account: &Account, acks: &Acks) {
     }
 }
 
-async fn wait_outbox_empty(couch: &Couch, queue: &str) {
+async fn wait_deliveries_done(couch: &Couch, queue: &str) {
     let url = format!(
         "{}/kazoo_port_requests/_design/deliveries/_view/by_status?key={}",
         couch.url,
@@ -201,7 +201,7 @@ async fn couchdb_stopped_under_load() {
         w.await.unwrap();
     }
     // the deliveries finish; completions whose request write was cut off are undone
-    wait_outbox_empty(&sys.couch, &queue).await;
+    wait_deliveries_done(&sys.couch, &queue).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acks = std::mem::take(&mut *acks.lock().unwrap());
     assert!(acks.statuses.get(&503).copied().unwrap_or(0) > 0, "the outage was felt: {:?}", acks.statuses);
@@ -266,7 +266,7 @@ async fn service_killed_under_load() {
     for w in workers {
         w.await.unwrap();
     }
-    wait_outbox_empty(&sys.couch, &queue).await;
+    wait_deliveries_done(&sys.couch, &queue).await;
     // a completion cut off by the kill is undone by the repair pass, after its grace
     tokio::time::sleep(Duration::from_secs(8)).await;
     let acks = std::mem::take(&mut *acks.lock().unwrap());

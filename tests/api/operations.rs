@@ -35,7 +35,7 @@ async fn the_openapi_document_is_served_and_covers_the_api() {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_couchdb_calls_and_the_outbox() {
+async fn metrics_count_requests_couchdb_calls_and_deliveries() {
     let app = spawn_app().await;
     let t = tree(&app).await;
     let ports = Ports::new(&app, &t.customer);

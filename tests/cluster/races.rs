@@ -158,7 +158,7 @@ fn delivery_of(mail: &Value) -> String {
 
 /// Comments, uploads and edits of one request at once through both instances (24 writers, 3
 /// rounds): every acknowledged one is in the revision CouchDB keeps, at least three in four are
-/// acknowledged, and nothing is left in conflict. Without turns (`src/couch/turn.rs`) an acknowledged change was lost in about one
+/// acknowledged, and nothing is left in conflict. Without turns (`src/store/turns.rs`) an acknowledged change was lost in about one
 /// run in five.
 #[tokio::test]
 async fn concurrent_comments_uploads_and_edits_lose_nothing() {

@@ -41,13 +41,16 @@ pub fn wanted(state: &AppState, doc: &PortRequest) -> Vec<String> {
 
 /// Makes the delivery records of `doc`'s events (this instance's queue) that are not `there`;
 /// those made are held and sent at once where a sending slot is free, the rest are due for
-/// anyone. Returns the ids made (or found made by another worker).
+/// anyone. Each id made (or found made by another worker) is told to `made` as soon as it is
+/// known, even when another record of the same save failed: a record already being sent must
+/// never be made again.
 pub async fn make_records(
     state: &AppState,
     sender: &Sender,
     doc: &PortRequest,
     there: &HashSet<String>,
-) -> StoreResult<Vec<String>> {
+    mut made: impl FnMut(String),
+) -> StoreResult<()> {
     let queue = state.settings.jobs.delivery.queue.as_str();
     let horizon = now_gregorian() - state.settings.jobs.delivery.give_up_after.as_secs() as i64;
     let lease = state.settings.jobs.delivery.lease.as_secs();
@@ -56,7 +59,7 @@ pub async fn make_records(
         .filter(|(record_id, e, _)| e.at >= horizon && !there.contains(record_id))
         .collect();
     if missing.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mut slots = sender.free_slots(missing.len());
     let new: Vec<DeliveryDoc> = missing
@@ -68,22 +71,22 @@ pub async fn make_records(
     if slots.len() < new.len() {
         sender.due_now();
     }
-    let mut made = Vec::new();
+    let mut failed = None;
     for (mut record, result) in new.into_iter().zip(results) {
         match result {
             Ok(rev) => {
-                made.push(record.id.clone());
+                made(record.id.clone());
                 if !record.lease.is_absent() {
                     record.rev.set(rev);
                     sender.send(record, slots.pop().expect("one slot per held record"));
                 }
             }
             // another worker made it: it holds it
-            Err(StoreError::Conflict) => made.push(record.id.clone()),
-            Err(e) => return Err(e),
+            Err(StoreError::Conflict) => made(record.id.clone()),
+            Err(e) => failed = Some(e),
         }
     }
-    Ok(made)
+    failed.map_or(Ok(()), Err)
 }
 
 /// The delivery records of a request (every queue's), oldest first: read by their ids, which
