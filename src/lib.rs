@@ -13,6 +13,7 @@ pub mod channels;
 pub mod cli;
 pub mod configuration;
 pub mod domain;
+pub mod dtl;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

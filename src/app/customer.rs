@@ -10,6 +10,7 @@ use super::error::AppError;
 use super::letter;
 use super::requests::{self, MoveAsk, data_object};
 use super::write::{Again, Ask, Who, Write, change, load_in_scope};
+use crate::channels::email::Outgoing;
 use crate::domain::customer::{
     self as cust, Access, CONSENT, DrawingError, Link, Signature, add_link, add_signature, loa_fields_sha256,
     open_to_customer, revoke_all, sha256_hex,
@@ -139,7 +140,10 @@ async fn mail_link(state: &AppState, doc: &PortRequest, link: &Link, url: &str, 
     let rendered = state.mailer.render("port_customer_link", &data)?;
     let delivery = format!("customer_link:{}", link.id);
     let message = crate::channels::email::Envelope { message_id: &new_doc_id(), delivery: &delivery, event: &link.id };
-    state.mailer.send(&message, &[to.to_owned()], None, &rendered, vec![]).await
+    let to = [to.to_owned()];
+    let outgoing =
+        Outgoing { to: &to, cc: &[], bcc: &[], from: None, reply_to: None, rendered: &rendered, files: vec![] };
+    state.mailer.send(&message, outgoing).await
 }
 
 /// What a link's holder reaches.

@@ -35,10 +35,26 @@ pub struct Envelope<'a> {
     pub event: &'a str,
 }
 
+/// A mail's subject and bodies (a stored template may have only one of the two).
 pub struct Rendered {
     pub subject: String,
-    pub html: String,
-    pub text: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+}
+
+/// One message: recipients, sender (the default one unless given), and what it says.
+pub struct Outgoing<'a> {
+    pub to: &'a [String],
+    pub cc: &'a [String],
+    pub bcc: &'a [String],
+    pub from: Option<&'a str>,
+    pub reply_to: Option<String>,
+    pub rendered: &'a Rendered,
+    pub files: Vec<File>,
+}
+
+fn mailbox(addr: &str) -> Result<Mailbox, String> {
+    addr.parse::<Mailbox>().map_err(|e| format!("bad address {addr}: {e}"))
 }
 
 fn load(dir: &Path, kind: &str, escape: bool) -> anyhow::Result<Handlebars<'static>> {
@@ -84,37 +100,43 @@ impl Mailer {
         };
         Ok(Rendered {
             subject: r(&self.subjects, "subject")?,
-            html: r(&self.html, "HTML")?,
-            text: r(&self.text, "text")?,
+            html: Some(r(&self.html, "HTML")?),
+            text: Some(r(&self.text, "text")?),
         })
     }
 
     /// Sends one message.
-    pub async fn send(
-        &self,
-        envelope: &Envelope<'_>,
-        to: &[String],
-        reply_to: Option<&str>,
-        msg: &Rendered,
-        files: Vec<File>,
-    ) -> Result<(), String> {
+    pub async fn send(&self, envelope: &Envelope<'_>, out: Outgoing<'_>) -> Result<(), String> {
+        // a stored `from` that is not an address is Kazoo's default sender's
+        let from = out.from.and_then(|f| f.parse::<Mailbox>().ok()).unwrap_or_else(|| self.from.clone());
+        let msg = out.rendered;
         let mut builder = Message::builder()
-            .from(self.from.clone())
             .subject(msg.subject.clone())
-            .message_id(Some(format!("<{}@{}>", envelope.message_id, self.from.email.domain())));
-        for addr in to {
-            builder = builder.to(addr.parse::<Mailbox>().map_err(|e| format!("bad recipient {addr}: {e}"))?);
+            .message_id(Some(format!("<{}@{}>", envelope.message_id, from.email.domain())))
+            .from(from);
+        for addr in out.to {
+            builder = builder.to(mailbox(addr)?);
         }
-        if let Some(r) = reply_to.and_then(|r| r.parse::<Mailbox>().ok()) {
+        for addr in out.cc {
+            builder = builder.cc(mailbox(addr)?);
+        }
+        for addr in out.bcc {
+            builder = builder.bcc(mailbox(addr)?);
+        }
+        if let Some(r) = out.reply_to.as_deref().and_then(|r| r.parse::<Mailbox>().ok()) {
             builder = builder.reply_to(r);
         }
-        let alternative = MultiPart::alternative()
-            .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(msg.text.clone()))
-            .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(msg.html.clone()));
-        let body = if files.is_empty() {
+        let text = || SinglePart::builder().header(ContentType::TEXT_PLAIN).body(msg.text.clone().unwrap_or_default());
+        let html = || SinglePart::builder().header(ContentType::TEXT_HTML).body(msg.html.clone().unwrap_or_default());
+        let alternative = match (&msg.html, &msg.text) {
+            (Some(_), Some(_)) => MultiPart::alternative().singlepart(text()).singlepart(html()),
+            (Some(_), None) => MultiPart::alternative().singlepart(html()),
+            _ => MultiPart::alternative().singlepart(text()),
+        };
+        let body = if out.files.is_empty() {
             alternative
         } else {
-            files.into_iter().fold(MultiPart::mixed().multipart(alternative), |mp, f| {
+            out.files.into_iter().fold(MultiPart::mixed().multipart(alternative), |mp, f| {
                 let ct = ContentType::parse(&f.content_type)
                     .unwrap_or(ContentType::parse("application/octet-stream").expect("valid"));
                 mp.singlepart(Attachment::new(f.name).body(f.bytes, ct))

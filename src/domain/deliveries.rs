@@ -19,7 +19,12 @@ use std::time::Duration;
 /// What became of one attempt.
 #[derive(Debug)]
 pub enum Outcome {
-    Delivered(Vec<String>),
+    /// Sent to these recipients; `notes` say what was not used on the way (a stored template
+    /// that did not render, say).
+    Delivered {
+        to: Vec<String>,
+        notes: Vec<String>,
+    },
     Skipped(String),
     Failed(String),
 }
@@ -27,7 +32,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn result(&self) -> &'static str {
         match self {
-            Outcome::Delivered(_) => "delivered",
+            Outcome::Delivered { .. } => "delivered",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "error",
         }
@@ -110,11 +115,12 @@ pub fn take_lease(record: &mut DeliveryDoc, lease_secs: u64) {
 pub fn record_outcome(record: &mut DeliveryDoc, outcome: Outcome, retries: &Retries) {
     let now = now_unix();
     let failures = record.attempts.iter().filter(|a| a.result == "error").count() as u32;
-    let attempt = |result: &str, error: Option<String>| Attempt { at: now, result: result.into(), error };
+    let attempt =
+        |result: &str, error: Option<String>| Attempt { at: now, result: result.into(), error, notes: vec![] };
     let (status, attempt, next) = match outcome {
-        Outcome::Delivered(to) => {
+        Outcome::Delivered { to, notes } => {
             record.recipients.set(to);
-            ("delivered", attempt("delivered", None), None)
+            ("delivered", Attempt { notes, ..attempt("delivered", None) }, None)
         }
         Outcome::Skipped(why) => ("skipped", attempt("skipped", Some(why)), None),
         Outcome::Failed(error) => {
@@ -184,13 +190,14 @@ mod tests {
         assert_eq!(r.status, "pending");
         assert!(r.lease.is_absent());
         assert!(!is_due(&r, now_unix()), "after a backoff");
-        record_outcome(&mut r, Outcome::Delivered(vec!["a@b".into()]), &retries());
+        record_outcome(&mut r, Outcome::Delivered { to: vec!["a@b".into()], notes: vec!["n".into()] }, &retries());
         assert_eq!(r.status, "delivered");
         assert!(!is_due(&r, now_unix() + 10_000));
         let shown = public(&r);
         assert_eq!(shown["attempts"], 2);
         assert_eq!(shown["last_error"], "smtp down");
         assert_eq!(shown["recipients"], json!(["a@b"]));
+        assert_eq!(shown["attempts_log"][1]["notes"], json!(["n"]));
         assert_eq!(r.doc_type, DeliveryDoc::TYPE);
     }
 }

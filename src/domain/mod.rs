@@ -25,5 +25,6 @@ pub mod port_request;
 pub mod port_state;
 pub mod schedule;
 pub mod schema;
+pub mod teletype;
 pub mod time;
 pub mod validation;

@@ -6,6 +6,7 @@
 use super::couch::{Couch, StoreResult};
 use super::dbs;
 use crate::domain::documents::account::{AccountDoc, ConfigDoc, UserDoc, Whitelabel};
+use crate::domain::documents::notification::NotificationDoc;
 use crate::domain::ids::AccountId;
 use moka::future::Cache;
 use serde::de::DeserializeOwned;
@@ -64,6 +65,9 @@ pub struct Directory {
     accounts: Cache<AccountId, Arc<Account>>,
     docs: Cache<(String, String), Option<Arc<Value>>>,
     names: Cache<AccountId, Arc<str>>,
+    /// Attachments read as text, by database, document, name and digest (a changed attachment
+    /// has a new digest, so an entry is never stale).
+    texts: Cache<(String, String, String, String), Option<Arc<str>>>,
 }
 
 impl Directory {
@@ -73,6 +77,11 @@ impl Directory {
             accounts: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             docs: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
             names: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            texts: Cache::builder()
+                .weigher(|_, v: &Option<Arc<str>>| v.as_ref().map_or(1, |t| t.len().try_into().unwrap_or(u32::MAX)))
+                .max_capacity(32 * 1024 * 1024)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -144,6 +153,28 @@ impl Directory {
             .config_value("accounts", "master_account_id")
             .await?
             .and_then(|v| v.as_str().and_then(AccountId::from_any)))
+    }
+
+    /// `notification.<template>` in `db` (an account's database or `system_config`), unless
+    /// absent or deleted.
+    pub async fn notification(&self, db: &str, template: &str) -> StoreResult<Option<NotificationDoc>> {
+        let doc: Option<NotificationDoc> = self.typed(db, &NotificationDoc::id_for(template)).await?;
+        Ok(doc.filter(|d| !d.deleted.is_true()))
+    }
+
+    /// An attachment as text (`None` when it is gone), cached by its `digest`.
+    pub async fn attachment_text(&self, db: &str, id: &str, name: &str, digest: &str) -> StoreResult<Option<Arc<str>>> {
+        let key = (db.to_owned(), id.to_owned(), name.to_owned(), digest.to_owned());
+        if let Some(hit) = self.texts.get(&key).await {
+            return Ok(hit);
+        }
+        let text = self
+            .couch
+            .get_attachment(db, id, name)
+            .await?
+            .map(|(_, bytes)| Arc::from(String::from_utf8_lossy(&bytes).as_ref()));
+        self.texts.insert(key, text.clone()).await;
+        Ok(text)
     }
 
     /// The account's `whitelabel` document, if any.

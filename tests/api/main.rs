@@ -27,4 +27,5 @@ mod operations;
 mod outage;
 mod security;
 mod startup;
+mod stored_notifications;
 mod transitions;

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod fields;
+pub mod notification;
 pub mod number;
 pub mod port_request;
 pub mod service;

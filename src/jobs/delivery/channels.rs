@@ -10,7 +10,7 @@ use crate::domain::documents::account::AccountDoc;
 use crate::domain::documents::port_request::PortRequest;
 use crate::domain::events::{Event, What};
 use crate::domain::fone;
-use crate::domain::ids::{AccountId, derived_id};
+use crate::domain::ids::AccountId;
 use crate::domain::notifications::{Audience, Happening, carrier_push_body, email_data, signature, webhook_body};
 use crate::domain::port_state::PortState;
 use crate::domain::time::{now_gregorian, now_unix};
@@ -50,7 +50,7 @@ pub async fn deliver(state: &Arc<AppState>, record: &DeliveryDoc) -> Outcome {
 }
 
 /// The port authority's `port.support_email`, else the emails of its admin users.
-async fn authority_emails(state: &AppState, authority: &AccountId) -> Result<Vec<String>, String> {
+pub async fn authority_emails(state: &AppState, authority: &AccountId) -> Result<Vec<String>, String> {
     let wl = state.directory.whitelabel(authority).await.map_err(|e| e.to_string())?;
     if let Some(email) = wl.as_ref().and_then(|w| w.port.get()).and_then(|p| p.support_email.get()) {
         return Ok(vec![email.clone()]);
@@ -110,6 +110,20 @@ fn happening(event: Option<&Event>) -> Happening {
     }
 }
 
+/// What a port mail is about, for `mail::deliver`.
+pub struct Mail<'a> {
+    pub doc: &'a PortRequest,
+    pub owner: Option<Arc<Account>>,
+    pub authority: AccountId,
+    pub audience: Audience,
+    pub happening: Happening,
+    pub timezone: chrono_tz::Tz,
+    /// This service's template data (`domain::notifications::email_data`).
+    pub data: serde_json::Value,
+    pub reply_to: Option<String>,
+    pub files: Vec<File>,
+}
+
 async fn deliver_email(
     state: &AppState,
     record: &DeliveryDoc,
@@ -120,13 +134,6 @@ async fn deliver_email(
     let (owner, authority) = owner_and_authority(state, doc).await?;
     let audience: Audience =
         serde_json::from_value(record.audience.get().cloned().unwrap_or_default()).map_err(|e| e.to_string())?;
-    let to = match audience {
-        Audience::Submitter => doc.send_to(),
-        Audience::Authority => authority_emails(state, &authority).await?,
-    };
-    if to.is_empty() {
-        return Ok(Outcome::Skipped("no recipient".into()));
-    }
     let authority_doc = state.directory.account(&authority).await.map_err(|e| e.to_string())?;
     let timezone = owner
         .as_ref()
@@ -134,25 +141,22 @@ async fn deliver_email(
         .and_then(crate::domain::schedule::parse_timezone)
         .unwrap_or(chrono_tz::UTC);
     let none = AccountDoc::default();
+    let happening = happening(event);
     let mut data = email_data(
         doc,
         owner.as_ref().map_or(&none, |o| &o.doc),
         authority_doc.as_ref().map_or(&none, |a| &a.doc),
-        &happening(event),
+        &happening,
         timezone,
     );
     if let Some(What::Signature { signer_name, .. }) = event.map(|e| &e.what) {
         data["signature"] = json!({ "signer_name": signer_name });
     }
-    let rendered = state.mailer.render(template, &data)?;
     let files =
         if matches!(template, "port_request" | "port_request_admin") { attachments(state, doc).await? } else { vec![] };
     let reply_to = if template == "port_request_admin" { doc.send_to().into_iter().next() } else { None };
-    let event_id = record.event_id.as_deref().unwrap_or(&record.id);
-    let message =
-        crate::channels::email::Envelope { message_id: &derived_id(&record.id), delivery: &record.id, event: event_id };
-    state.mailer.send(&message, &to, reply_to.as_deref(), &rendered, files).await?;
-    Ok(Outcome::Delivered(to))
+    let mail = Mail { doc, owner, authority, audience, happening, timezone, data, reply_to, files };
+    super::mail::deliver(state, record, mail).await
 }
 
 async fn deliver_webhook(
@@ -206,7 +210,7 @@ async fn deliver_webhook(
     }
     let resp = req.body(body).send().await.map_err(|e| format!("webhook: {e}"))?;
     if resp.status().is_success() {
-        Ok(Outcome::Delivered(vec![raw.to_owned()]))
+        Ok(Outcome::Delivered { to: vec![raw.to_owned()], notes: vec![] })
     } else {
         Err(format!("webhook answered {}", resp.status()))
     }
@@ -252,7 +256,7 @@ async fn deliver_push(state: &Arc<AppState>, doc: &PortRequest) -> Result<Outcom
         }
     }
     mark_sent(state, doc).await.map_err(|e| format!("recording that it was sent: {e}"))?;
-    Ok(Outcome::Delivered(vec![base]))
+    Ok(Outcome::Delivered { to: vec![base], notes: vec![] })
 }
 
 /// Records that the request was pushed to the carrier (Kazoo's `pvt_sent`), as the service.

@@ -11,6 +11,7 @@
 //! ever sent twice.
 
 mod channels;
+mod mail;
 mod sender;
 
 pub use sender::Sender;
