@@ -1,5 +1,5 @@
-//! The Letter of Authorization PDF: a handlebars HTML template, found by Kazoo's lookup order,
-//! rendered to PDF by wkhtmltopdf — without a shell, with a timeout, a few at a time, on
+//! The Letter of Authorization PDF: an HTML template found by Kazoo's lookup order (Kazoo's own
+//! ErlyDTL `.tmpl` overrides, or this service's handlebars `.hbs`), rendered to PDF by wkhtmltopdf — without a shell, with a timeout, a few at a time, on
 //! temporary files that are always removed. PDFs are cached by the HTML they come from, so a
 //! repeat request for the same request revision does not render again.
 
@@ -11,6 +11,7 @@ use crate::store::directory::Directory;
 use bytes::Bytes;
 use handlebars::Handlebars;
 use moka::future::Cache;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -20,6 +21,32 @@ use tokio::process::Command;
 use tokio::sync::Semaphore;
 
 const TEMPLATE_DOC: &str = "pdf.loa";
+/// What Erlang's `http_uri:encode` escapes (Kazoo names a carrier's LOA template so).
+const URI_COMPONENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b';')
+    .add(b'/')
+    .add(b'?')
+    .add(b':')
+    .add(b'@')
+    .add(b'&')
+    .add(b'=')
+    .add(b'+')
+    .add(b'$')
+    .add(b',')
+    .add(b'<')
+    .add(b'>')
+    .add(b'#')
+    .add(b'%')
+    .add(b'"')
+    .add(b'{')
+    .add(b'}')
+    .add(b'|')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'[')
+    .add(b']')
+    .add(b'`');
 const DEFAULT_TEMPLATE: &str = "loa.hbs";
 const EVIDENCE_TEMPLATE: &str = "evidence.hbs";
 
@@ -46,20 +73,45 @@ pub struct Template {
     registry: Arc<Compiled>,
 }
 
+/// Which syntax, hence which data, a template takes.
+enum Engine {
+    /// This service's: handlebars with `domain::loa::template_data`.
+    Handlebars(Handlebars<'static>),
+    /// Kazoo's `.tmpl`: ErlyDTL syntax with Kazoo's data (`domain::loa::kazoo_data`), escaped.
+    Django(crate::dtl::Template),
+}
+
 /// A compiled template and the hash of its source.
 struct Compiled {
-    registry: Handlebars<'static>,
+    engine: Engine,
     version: String,
 }
 
 const NAME: &str = "loa";
 
-fn compile(origin: &str, source: &str) -> Result<Arc<Compiled>, AppError> {
-    let mut registry = Handlebars::new();
-    registry
-        .register_template_string(NAME, source)
-        .map_err(|e| AppError::Unavailable(format!("the LOA template {origin} is not valid handlebars: {e}")))?;
-    Ok(Arc::new(Compiled { registry, version: hex::encode(Sha256::digest(source.as_bytes())) }))
+/// Compiles `source`, the template `name` (`.tmpl`: Kazoo's syntax) from `origin`.
+fn compile(name: &str, origin: &str, source: &str) -> Result<Arc<Compiled>, AppError> {
+    let version = hex::encode(Sha256::digest(source.as_bytes()));
+    let engine = if name.ends_with(".tmpl") {
+        Engine::Django(
+            crate::dtl::Template::parse(source)
+                .map_err(|e| AppError::Unavailable(format!("the LOA template {origin} cannot be used: {e}")))?,
+        )
+    } else {
+        let mut registry = Handlebars::new();
+        registry
+            .register_template_string(NAME, source)
+            .map_err(|e| AppError::Unavailable(format!("the LOA template {origin} is not valid handlebars: {e}")))?;
+        Engine::Handlebars(registry)
+    };
+    Ok(Arc::new(Compiled { engine, version }))
+}
+
+impl Template {
+    /// Kazoo's kind of template, which takes Kazoo's data.
+    pub fn is_kazoos(&self) -> bool {
+        matches!(self.registry.engine, Engine::Django(_))
+    }
 }
 
 impl LoaRenderer {
@@ -88,7 +140,7 @@ impl LoaRenderer {
             return Ok(Some(Template { origin: key, registry }));
         }
         let Some((_, bytes)) = directory.couch().get_attachment(db, TEMPLATE_DOC, name).await? else { return Ok(None) };
-        let registry = compile(&key, &String::from_utf8_lossy(&bytes))?;
+        let registry = compile(name, &key, &String::from_utf8_lossy(&bytes))?;
         self.compiled.insert(key.clone(), registry.clone()).await;
         Ok(Some(Template { origin: key, registry }))
     }
@@ -100,7 +152,7 @@ impl LoaRenderer {
             return Ok(Some(Template { origin: key, registry }));
         }
         let Ok(source) = tokio::fs::read_to_string(&path).await else { return Ok(None) };
-        let registry = compile(&key, &source)?;
+        let registry = compile(name, &key, &source)?;
         self.compiled.insert(key.clone(), registry.clone()).await;
         Ok(Some(Template { origin: key, registry }))
     }
@@ -114,45 +166,58 @@ impl LoaRenderer {
         hit
     }
 
-    /// Kazoo's order: the reseller's `pdf.loa` (`<carrier>.hbs`, then `loa.hbs`), the same in
-    /// `system_config`, then the shipped files under `templates/loa/`.
-    pub async fn find_template(
+    /// Kazoo's order: the reseller's `pdf.loa`, then the same in `system_config`, each with
+    /// Kazoo's `<carrier>.tmpl` (the carrier lower-cased and URI-encoded), ours `<carrier>.hbs`,
+    /// then `loa.tmpl` and `loa.hbs`; then the shipped files under `templates/loa/`. A stored
+    /// template that cannot be compiled is passed over (and logged): the letter is still made.
+    pub async fn find_templates(
         &self,
         directory: &Directory,
         reseller: &AccountId,
         carrier: Option<&str>,
-    ) -> Result<Template, AppError> {
+    ) -> Result<Vec<Template>, AppError> {
         let mut names = Vec::new();
-        if let Some(c) = carrier.map(|c| format!("{}.hbs", c.trim().to_lowercase()))
-            && check_name(&c).is_ok()
-        {
-            names.push(c);
+        if let Some(c) = carrier.map(|c| c.trim().to_lowercase()).filter(|c| !c.is_empty()) {
+            names.push(format!("{}.tmpl", utf8_percent_encode(&c, URI_COMPONENT)));
+            names.push(format!("{c}.hbs"));
         }
-        names.push(DEFAULT_TEMPLATE.to_owned());
+        names.extend(["loa.tmpl".to_owned(), DEFAULT_TEMPLATE.to_owned()]);
+        names.retain(|n| check_name(n).is_ok());
+        let mut found = Vec::new();
         for db in [reseller.db_name(), dbs::SYSTEM_CONFIG.to_owned()] {
             for name in &names {
-                if let Some(t) = self.stored_template(directory, &db, name).await? {
-                    return Ok(t);
+                match self.stored_template(directory, &db, name).await {
+                    Ok(Some(t)) => found.push(t),
+                    Ok(None) => {}
+                    Err(AppError::Unavailable(why)) => tracing::warn!(%why, "a stored LOA template is passed over"),
+                    Err(e) => return Err(e),
                 }
             }
         }
-        for name in &names {
+        for name in names.iter().filter(|n| n.ends_with(".hbs")) {
             if let Some(t) = self.file_template(name).await? {
-                return Ok(t);
+                found.push(t);
+                return Ok(found);
             }
         }
-        Err(AppError::Unavailable(format!(
-            "no LOA template: none in CouchDB and no {} (TEMPLATES_DIR)",
-            self.templates_dir.join("loa").join(DEFAULT_TEMPLATE).display()
-        )))
+        if found.is_empty() {
+            return Err(AppError::Unavailable(format!(
+                "no LOA template: none in CouchDB and no {} (TEMPLATES_DIR)",
+                self.templates_dir.join("loa").join(DEFAULT_TEMPLATE).display()
+            )));
+        }
+        Ok(found)
     }
 
-    pub fn render_html(template: &Template, data: &Value) -> Result<String, AppError> {
-        template
-            .registry
-            .registry
-            .render(NAME, data)
-            .map_err(|e| AppError::Unavailable(format!("the LOA template {} cannot be rendered: {e}", template.origin)))
+    /// The letter's HTML from `template`: Kazoo's templates get Kazoo's data (`kazoo`), ours
+    /// ours (`data`).
+    pub fn render_html(template: &Template, data: &Value, kazoo: &Value) -> Result<String, AppError> {
+        let failed =
+            |e: String| AppError::Unavailable(format!("the LOA template {} cannot be rendered: {e}", template.origin));
+        match &template.registry.engine {
+            Engine::Handlebars(registry) => registry.render(NAME, data).map_err(|e| failed(e.to_string())),
+            Engine::Django(t) => t.render(kazoo, true).map_err(|e| failed(e.to_string())),
+        }
     }
 
     /// The evidence page of a signed letter (`templates/loa/evidence.hbs`), from the LOA's data

@@ -5,7 +5,7 @@ use super::accounts::reseller_of;
 use super::error::AppError;
 use crate::domain::documents::account::AccountDoc;
 use crate::domain::documents::port_request::PortRequest;
-use crate::domain::loa::template_data;
+use crate::domain::loa::{kazoo_data, template_data};
 use crate::domain::time::now_gregorian;
 pub use crate::pdf::Letter;
 use crate::pdf::LoaRenderer;
@@ -35,41 +35,56 @@ pub async fn render(
         .and_then(crate::domain::schedule::parse_timezone)
         .unwrap_or(chrono_tz::America::Los_Angeles);
     let reseller_doc = reseller.as_ref().map(|r| r.doc.clone()).unwrap_or_default();
-    let template = state.loa.find_template(&state.directory, &reseller_id, doc.carrier()).await?;
+    // Kazoo names a carrier's template after the request's own `carrier`, ours after the bill's
+    let carrier = doc.public_fields().get("carrier").and_then(Value::as_str).map(str::to_owned);
+    let templates =
+        state.loa.find_templates(&state.directory, &reseller_id, carrier.as_deref().or(doc.carrier())).await?;
     let now = now_gregorian();
     let rev = |r: Option<&str>| r.unwrap_or_default().to_owned();
     let day = (now / 86_400).to_string();
     let signed = signature.map(|s| crate::domain::customer::sha256_hex(s.to_string().as_bytes())).unwrap_or_default();
     let account_rev = |d: &AccountDoc| rev(d.rev.as_deref());
-    let key = LoaRenderer::cache_key(
-        &[
-            doc.id.as_str(),
-            &rev(doc.rev()),
-            &account_rev(&owner.doc),
-            &account_rev(&reseller_doc),
-            timezone.name(),
-            &day,
-            &signed,
-        ],
-        &template,
-    );
-    // a cached letter costs one lookup: no HTML is made for it
-    if let Some(letter) = state.loa.cached(&key).await {
-        return Ok(letter);
-    }
+    let parts = [
+        doc.id.as_str(),
+        &rev(doc.rev()),
+        &account_rev(&owner.doc),
+        &account_rev(&reseller_doc),
+        timezone.name(),
+        &day,
+        &signed,
+    ];
     let mut data = template_data(doc, &owner.doc, &reseller_doc, timezone, now);
     if let Some(s) = signature {
         data["signature"] = s.clone();
     }
-    let mut html = LoaRenderer::render_html(&template, &data)?;
-    if signature.is_some() {
-        // the evidence, whatever the LOA template: the shipped one places the drawing on its
-        // signature line, any template gets the evidence page
-        let evidence = state.loa.evidence_html(&data)?;
-        html = match html.rfind("</body>") {
-            Some(at) => format!("{}{evidence}{}", &html[..at], &html[at..]),
-            None => format!("{html}{evidence}"),
+    let mut kazoo = None;
+    let count = templates.len();
+    // the first template that renders makes the letter; a broken stored one is passed over
+    for (i, template) in templates.into_iter().enumerate() {
+        let key = LoaRenderer::cache_key(&parts, &template);
+        // a cached letter costs one lookup: no HTML is made for it
+        if let Some(letter) = state.loa.cached(&key).await {
+            return Ok(letter);
+        }
+        let kazoo = kazoo.get_or_insert_with(|| kazoo_data(doc, &owner.doc, &reseller_doc));
+        let mut html = match LoaRenderer::render_html(&template, &data, kazoo) {
+            Ok(html) => html,
+            Err(e) if i + 1 < count => {
+                tracing::warn!(error = %e, "a stored LOA template is passed over");
+                continue;
+            }
+            Err(e) => return Err(e),
         };
+        if signature.is_some() {
+            // the evidence, whatever the LOA template: the shipped one places the drawing on its
+            // signature line, any template gets the evidence page
+            let evidence = state.loa.evidence_html(&data)?;
+            html = match html.rfind("</body>") {
+                Some(at) => format!("{}{evidence}{}", &html[..at], &html[at..]),
+                None => format!("{html}{evidence}"),
+            };
+        }
+        return state.loa.render_cached(key, &html).await;
     }
-    state.loa.render_cached(key, &html).await
+    Err(AppError::Unavailable("no LOA template could be rendered".into()))
 }

@@ -31,6 +31,64 @@ pub fn qr_svg(text: &str) -> String {
     }
 }
 
+/// A QR code of `text` as a PNG (Kazoo's templates show `qr_code.image`, a base64 PNG), made
+/// here: 8 pixels a module, with the quiet zone.
+pub fn qr_png(text: &str) -> Option<Vec<u8>> {
+    const SCALE: usize = 8;
+    const QUIET: usize = 4;
+    let code = QrCode::new(text.as_bytes()).ok()?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (mx, my) = (i % modules + QUIET, i / modules + QUIET);
+            for y in my * SCALE..(my + 1) * SCALE {
+                pixels[y * side + mx * SCALE..y * side + (mx + 1) * SCALE].fill(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().ok()?.write_image_data(&pixels).ok()?;
+    Some(out)
+}
+
+/// An account document as a Kazoo template may see it: no private or internal keys.
+fn public(doc: &AccountDoc) -> Value {
+    match serde_json::to_value(doc) {
+        Ok(Value::Object(o)) => {
+            Value::Object(o.into_iter().filter(|(k, _)| !k.starts_with("pvt_") && !k.starts_with('_')).collect())
+        }
+        _ => json!({}),
+    }
+}
+
+/// Kazoo's LOA data (`cb_port_requests:generate_loa_from_port`), for its `.tmpl` templates:
+/// the reseller and the account (their public keys), the numbers pretty-printed, the bill as
+/// stored, the request as the API shows it, the QR code, and `type`.
+pub fn kazoo_data(request: &PortRequest, account: &AccountDoc, reseller: &AccountDoc) -> Value {
+    let on_request = request.numbers_shown();
+    let numbers = if on_request.is_empty() { request.ported() } else { on_request };
+    let account_id = request.owner().map(|a| a.to_string()).unwrap_or_default();
+    let mut data = json!({
+        "reseller": public(reseller),
+        "account": public(account),
+        "numbers": numbers.keys().map(|e| e.pretty()).collect::<Vec<_>>(),
+        "bill": request.public_fields().get("bill").cloned().unwrap_or(Value::Null),
+        "request": public_view(request),
+        "type": "loa",
+    });
+    if let Some(png) = qr_png(&format!("{account_id}-{}", request.id)) {
+        use base64::Engine;
+        data["qr_code"] = json!({ "image": base64::engine::general_purpose::STANDARD.encode(png) });
+    }
+    data
+}
+
 fn date_in(gregorian: Option<i64>, tz: Tz) -> Option<String> {
     gregorian.and_then(gregorian_to_datetime).map(|at| at.with_timezone(&tz).format("%B %-d, %Y").to_string())
 }
@@ -136,6 +194,25 @@ mod tests {
         assert_eq!(same_bytes_each_render(a.clone()), same_bytes_each_render(b));
         assert_eq!(same_bytes_each_render(a).len(), 47);
         assert_eq!(same_bytes_each_render(b"%PDF no date".to_vec()), b"%PDF no date");
+    }
+
+    #[test]
+    fn kazoos_data_hides_private_keys() {
+        let request = PortRequest::stored_with(
+            json!({"_id": "p1", "numbers": {"+14155551234": {}}, "bill": {"name": "Jo"}, "carrier": "Pacific Bell"}),
+            json!({"account_id": A1}),
+        );
+        let acct: AccountDoc =
+            serde_json::from_value(json!({"name": "Acme", "pvt_api_key": "secret", "_rev": "1-x"})).unwrap();
+        let d = kazoo_data(&request, &acct, &AccountDoc::default());
+        assert_eq!(d["numbers"], json!(["(415) 555 - 1234"]));
+        assert_eq!(d["account"], json!({"name": "Acme"}));
+        assert_eq!(d["bill"]["name"], "Jo");
+        assert_eq!(d["request"]["carrier"], "Pacific Bell");
+        let png =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, d["qr_code"]["image"].as_str().unwrap())
+                .unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
     }
 
     #[test]

@@ -150,3 +150,70 @@ async fn the_pdf_of_a_revision_is_rendered_once() {
     get_loa(&app, &token, &loa).await;
     assert_eq!(runs(), 2, "a new revision renders again");
 }
+
+#[tokio::test]
+async fn kazoos_own_tmpl_overrides_are_honoured() {
+    let app = spawn_app().await;
+    let sys = app.sys;
+    let reseller = sys.account(None, "Resell <Co>", json!({"pvt_reseller": true})).await;
+    let customer = sys.account(Some(&reseller), "Client & Sons", json!({})).await;
+    let db = account_db(&reseller.id);
+    let created = sys.couch.put(&db, &json!({"_id": "pdf.loa", "pvt_type": "config"})).await;
+    // Kazoo's syntax, as its shipped loa.tmpl writes it; the carrier's named as Kazoo names it
+    let loa = r#"<html><body><h1>KAZOO LOA by {{reseller.name|default:""}} for {{account.name|default:""}}</h1>
+{% for n in numbers %}<p>N{{ forloop.counter }}: {{n|default:""}}</p>{% endfor %}
+<p>Bill: {{bill.name|default:""}}</p>{% if qr_code %}<img src="data:image/png;base64,{{qr_code.image}}" width="100" height="100"/>{% endif %}
+<p>{{ request.id }} {{ account.pvt_api_key }}{{ type }}</p></body></html>"#;
+    let r = sys
+        .couch
+        .put_attachment(
+            &db,
+            "pdf.loa",
+            created["rev"].as_str().unwrap(),
+            "loa.tmpl",
+            "text/html",
+            loa.as_bytes().to_vec(),
+        )
+        .await;
+    let carrier = "<html><body><h1>{{ request.bill.carrier|upper }} FORM</h1></body></html>";
+    let r = sys
+        .couch
+        .put_attachment(&db, "pdf.loa", r["rev"].as_str().unwrap(), "pacific%20bell.tmpl", "text/html", carrier.into())
+        .await;
+    sys.couch
+        .put_attachment(
+            &db,
+            "pdf.loa",
+            r["rev"].as_str().unwrap(),
+            "broken%20co.tmpl",
+            "text/html",
+            b"{% if %}".to_vec(),
+        )
+        .await;
+    let ports = Ports::new(&app, &customer);
+    let token = app.token(&customer);
+    let n = random_number();
+    let created = async |numbers: &[&str], carrier: &str| {
+        let (_, r) = app.call(Method::PUT, &ports.path(""), &token, Some(request_body(numbers, carrier))).await;
+        r["data"]["id"].as_str().unwrap().to_owned()
+    };
+    let other = created(&[&n], "Other Co").await;
+    let (status, _, pdf) = get_loa(&app, &token, &ports.path(&format!("/{other}/loa"))).await;
+    assert_eq!(status, 200);
+    let text = pdf_text(&pdf);
+    let pretty = format!("({}) {} - {}", &n[2..5], &n[5..8], &n[8..]);
+    for expected in ["KAZOO LOA by Resell <Co> for Client & Sons", &format!("N1: {pretty}"), &other, "loa"] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    assert!(!text.contains("pvt") && !text.contains("api_key"), "no private key reaches a template:\n{text}");
+
+    let pacific = created(&[&random_number()], "Pacific Bell").await;
+    let (_, _, pdf) = get_loa(&app, &token, &ports.path(&format!("/{pacific}/loa"))).await;
+    assert!(pdf_text(&pdf).contains("PACIFIC BELL FORM"), "the carrier's own template");
+
+    // a carrier template that does not parse is passed over for the next: loa.tmpl
+    let broken = created(&[&random_number()], "Broken Co").await;
+    let (status, _, pdf) = get_loa(&app, &token, &ports.path(&format!("/{broken}/loa"))).await;
+    assert_eq!(status, 200);
+    assert!(pdf_text(&pdf).contains("KAZOO LOA by"), "{}", pdf_text(&pdf));
+}
