@@ -20,8 +20,10 @@ as_root() {
     log "need root to run: $*"; return 1; fi
 }
 
+RABBITMQ_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+
 # Debian packages the service and its tests use: wkhtmltopdf (LOA), pdftotext (tests read
-# PDFs), and what the Rust build links against.
+# PDFs), RabbitMQ (Kazoo's bus), and what the Rust build links against.
 ensure_system_packages() {
   local missing=()
   command -v wkhtmltopdf >/dev/null || missing+=(wkhtmltopdf)
@@ -30,6 +32,7 @@ ensure_system_packages() {
   fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
   # the customer page's browser test
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x "$RABBITMQ_SERVER" ] || missing+=(rabbitmq-server)
   if have_couchdb; then
     # what the prebuilt CouchDB links against, beyond a minimal system
     [ -e /usr/lib/x86_64-linux-gnu/libicuuc.so.72 ] || missing+=(libicu72)
@@ -84,6 +87,31 @@ start_maildev() {
   wait_http "http://127.0.0.1:$2/email" "MailDev"
 }
 
+# start_rabbitmq DIR: a private RabbitMQ node on free ports, its data and logs in DIR (Debian's
+# server, as root); sets RABBITMQ_STARTED_URL. About 8 s.
+start_rabbitmq() {
+  local dir=$1 port dist i
+  port=$(free_port); dist=$(free_port)
+  mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
+  echo "[]." >"$dir/enabled_plugins"
+  (
+    export RABBITMQ_NODENAME="kpr$port@localhost" RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT="$dist" \
+      RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_FEATURE_FLAGS_FILE="$dir/feature_flags" \
+      HOME="$dir/home"
+    exec "$RABBITMQ_SERVER" >"$dir/server.log" 2>&1
+  ) &
+  STARTED_PIDS+=($!)
+  for i in $(seq 1 300); do
+    if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      RABBITMQ_STARTED_URL="amqp://guest:guest@127.0.0.1:$port/%2f"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "RabbitMQ did not start: $(tail -3 "$dir/server.log")"; return 1
+}
+
 # start_couchdb DIR [cluster]: a CouchDB node (or a 3-node cluster) with its data in DIR; sets
 # COUCH_STARTED_URL to its URL (a cluster: every node's URL, comma-separated).
 start_couchdb() {
@@ -108,8 +136,9 @@ stop_started() {
 
 # start_fresh_stack NAME: a fresh CouchDB (Apache CouchDB when ../shared/couchdb is there,
 # PouchDB Server otherwise, or the one named by TEST_COUCHDB_URL) and MailDev on free ports, data
-# in a temporary directory removed at exit; exports COUCHDB_URL, SMTP_URL, MAILDEV_URL,
-# COUCHDB_KIND and what the tests start on their own.
+# in a temporary directory removed at exit, and a RabbitMQ node (or the one TEST_AMQP_URL
+# names); exports COUCHDB_URL, SMTP_URL, MAILDEV_URL, KPR_AMQP_URL, COUCHDB_KIND and what the
+# tests start on their own.
 start_fresh_stack() {
   WORK=$(mktemp -d "/tmp/kpr-$1.XXXXXX")
   trap 'stop_started; rm -rf "$WORK"' EXIT
@@ -129,6 +158,13 @@ start_fresh_stack() {
     export COUCHDB_URL="http://127.0.0.1:$couch_port" COUCHDB_KIND="PouchDB Server"
   fi
   start_maildev "$smtp_port" "$web_port"
+  if [ -n "${TEST_AMQP_URL:-}" ]; then
+    export KPR_AMQP_URL="$TEST_AMQP_URL"
+  else
+    start_rabbitmq "$WORK/rabbitmq"
+    export KPR_AMQP_URL="$RABBITMQ_STARTED_URL"
+  fi
+  export RABBITMQ_SERVER_BIN="$RABBITMQ_SERVER"
   export SMTP_URL="smtp://127.0.0.1:$smtp_port"
   export MAILDEV_URL="http://127.0.0.1:$web_port"
   export POUCHDB_SERVER_BIN="$DEVSTACK/pouchdb-server"

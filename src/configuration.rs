@@ -185,6 +185,47 @@ pub struct WebhookSettings {
     pub allow_private: bool,
 }
 
+/// Who mails the port events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailsBy {
+    /// This service (the default).
+    Service,
+    /// Kazoo's teletype, from the events on the bus: the service mails none of them.
+    Teletype,
+}
+
+/// Kazoo's AMQP bus (`AMQP_URL`): its brokers, tried in order.
+#[derive(Clone, Debug)]
+pub struct BusSettings {
+    pub brokers: Vec<Broker>,
+    /// How long a publication waits for teletype's answer before it is published again
+    /// (with `EMAILS_BY=teletype`).
+    pub reply_timeout: Duration,
+}
+
+/// One broker: its URL with the credentials (never printed), and a name safe to print.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    pub url: Secret,
+    pub display: String,
+}
+
+impl BusSettings {
+    pub fn parse(raw: &str, reply_timeout: Duration) -> Result<Option<Self>, ConfigError> {
+        let mut brokers = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let url = Url::parse(part).map_err(|e| invalid("AMQP_URL", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "amqp" | "amqps") || url.host_str().is_none() {
+                return Err(invalid("AMQP_URL", "each broker must be amqp://host[:port][/vhost] or amqps://"));
+            }
+            let display =
+                format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port().unwrap_or(5672));
+            brokers.push(Broker { url: Secret::new(part), display });
+        }
+        Ok((!brokers.is_empty()).then_some(Self { brokers, reply_timeout }))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub couchdb: CouchSettings,
@@ -218,6 +259,9 @@ pub struct Settings {
     /// Per-number charge to accept when submitting (402 "accept charges" until accepted).
     pub port_activation_charge: Option<f64>,
     pub webhooks: WebhookSettings,
+    /// Kazoo's bus; `None`: no event is published.
+    pub bus: Option<BusSettings>,
+    pub emails_by: EmailsBy,
     pub jobs: JobSettings,
 }
 
@@ -288,6 +332,17 @@ pub struct SettingsArgs {
     /// Deliver webhooks to loopback/private addresses too.
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, global = true)]
     pub webhook_allow_private: bool,
+    /// Kazoo's AMQP broker(s), as in Kazoo's `[amqp] uri` (several, comma-separated, are
+    /// tried in turn): each port event is published on exchange `notifications`. Unset: none.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, global = true)]
+    pub amqp_url: Option<String>,
+    /// Who mails the port events: `service` (this service) or `teletype` (Kazoo's, from the
+    /// bus: needs AMQP_URL).
+    #[arg(long, env = "EMAILS_BY", default_value = "service", global = true)]
+    pub emails_by: String,
+    /// Seconds a publication waits for teletype's answer before it is published again.
+    #[arg(long, env = "TELETYPE_REPLY_TIMEOUT", default_value_t = 30, global = true)]
+    pub teletype_reply_timeout: u64,
     /// Run the delivery job (mails, webhooks, carrier push) in this process.
     #[arg(long, env = "DELIVERY_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub delivery_worker: bool,
@@ -403,6 +458,16 @@ impl SettingsArgs {
         if self.wkhtmltopdf.trim().is_empty() {
             return Err(invalid("WKHTMLTOPDF", "must name a program"));
         }
+        let bus = match self.amqp_url.as_deref() {
+            Some(raw) => BusSettings::parse(raw, Duration::from_secs(self.teletype_reply_timeout.max(1)))?,
+            None => None,
+        };
+        let emails_by = match self.emails_by.as_str() {
+            "service" => EmailsBy::Service,
+            "teletype" if bus.is_some() => EmailsBy::Teletype,
+            "teletype" => return Err(invalid("EMAILS_BY", "teletype mails from Kazoo's bus: set AMQP_URL too")),
+            other => return Err(invalid("EMAILS_BY", format!("'{other}' is neither service nor teletype"))),
+        };
         Ok(Settings {
             couchdb,
             listen_addr,
@@ -434,6 +499,8 @@ impl SettingsArgs {
                 secret: self.webhook_secret.filter(|s| !s.is_empty()).map(Secret::new),
                 allow_private: self.webhook_allow_private,
             },
+            bus,
+            emails_by,
             jobs: JobSettings {
                 delivery: DeliverySettings {
                     worker: self.delivery_worker,

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     pub deliveries_pending: IntGauge,
     pub deliveries_failed: IntGauge,
+    pub bus_published: IntCounterVec,
     pub loa_renders: IntCounterVec,
     pub loa_render_seconds: Histogram,
     pub loa_cache_hits: IntCounter,
@@ -54,6 +55,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     let deliveries_pending = IntGauge::new("outbox_pending", "Delivery records waiting to be delivered (this queue)")?;
     let deliveries_failed = IntGauge::new("outbox_failed", "Delivery records given up on (this queue, all time)")?;
+    let bus_published = IntCounterVec::new(
+        Opts::new("bus_published_total", "Messages confirmed by Kazoo's bus, by event"),
+        &["event"],
+    )?;
     let loa_renders = IntCounterVec::new(Opts::new("loa_renders_total", "LOA PDF renderings by result"), &["result"])?;
     let loa_render_seconds = Histogram::with_opts(
         HistogramOpts::new("loa_render_duration_seconds", "wkhtmltopdf time per LOA").buckets(LATENCY_BUCKETS.to_vec()),
@@ -66,7 +71,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     for result in ["won", "lost"] {
         couch_settled.with_label_values(&[result]);
     }
-    for channel in ["email", "webhook", "carrier_push"] {
+    for channel in ["email", "webhook", "carrier_push", "bus"] {
         for result in ["delivered", "skipped", "error"] {
             deliveries.with_label_values(&[channel, result]);
         }
@@ -80,6 +85,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(deliveries.clone()))?;
     registry.register(Box::new(deliveries_pending.clone()))?;
     registry.register(Box::new(deliveries_failed.clone()))?;
+    registry.register(Box::new(bus_published.clone()))?;
     registry.register(Box::new(loa_renders.clone()))?;
     registry.register(Box::new(loa_render_seconds.clone()))?;
     registry.register(Box::new(loa_cache_hits.clone()))?;
@@ -94,6 +100,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         deliveries,
         deliveries_pending,
         deliveries_failed,
+        bus_published,
         loa_renders,
         loa_render_seconds,
         loa_cache_hits,

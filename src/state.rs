@@ -2,8 +2,10 @@
 //! the outside (CouchDB through its repositories, SMTP, the LOA renderer, HTTP for webhooks).
 
 use crate::auth::Authenticator;
+use crate::channels::bus::Bus;
 use crate::channels::email::Mailer;
-use crate::configuration::Settings;
+use crate::configuration::{EmailsBy, Settings};
+use crate::domain::bus::Update;
 use crate::pdf::LoaRenderer;
 use crate::store::Couch;
 use crate::store::directory::Directory;
@@ -24,6 +26,10 @@ pub struct AppState {
     pub mailer: Mailer,
     /// For webhooks and the carrier push.
     pub http: reqwest::Client,
+    /// Kazoo's bus, when `AMQP_URL` is set.
+    pub bus: Option<Bus>,
+    /// Teletype's answers, for the delivery job to take.
+    pub bus_replies: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Update>>>,
 }
 
 impl AppState {
@@ -40,6 +46,14 @@ impl AppState {
         let mailer = Mailer::new(&settings)?;
         let http = reqwest::Client::builder().user_agent(USER_AGENT).build()?;
         let port_requests = PortRequests::new(couch.clone(), settings.doc_cache);
-        Ok(Self { settings, couch, port_requests, directory, auth, loa, mailer, http })
+        let (bus, bus_replies) = match settings.bus.clone() {
+            Some(b) => {
+                let (bus, replies) = Bus::new(b, settings.emails_by == EmailsBy::Teletype, &settings.node_name);
+                (Some(bus), Some(replies))
+            }
+            None => (None, None),
+        };
+        let bus_replies = std::sync::Mutex::new(bus_replies);
+        Ok(Self { settings, couch, port_requests, directory, auth, loa, mailer, http, bus, bus_replies })
     }
 }

@@ -22,9 +22,10 @@
 use super::claims::{self, Claims};
 use super::completion::Activation;
 use super::error::AppError;
+use crate::configuration::EmailsBy;
 use crate::domain::customer::void_if_changed;
 use crate::domain::documents::port_request::{PortRequest, Stamp};
-use crate::domain::events::{self, Event, What};
+use crate::domain::events::{self, BusOrigin, Event, What};
 use crate::domain::ids::{AccountId, PortRequestId, new_doc_id};
 use crate::domain::time::now_gregorian;
 use crate::state::AppState;
@@ -106,6 +107,13 @@ impl Ask<'_> {
             at,
             what,
             webhook_url: doc.webhook_url().map(str::to_owned),
+            bus: self.state.settings.bus.as_ref().map(|_| BusOrigin {
+                account_id: self.through.id.to_string(),
+                authorized_by: self.who.account_id().map(|a| a.to_string()),
+                user_id: self.who.user_id().map(str::to_owned),
+                version: "v2".into(),
+            }),
+            teletype: self.state.settings.emails_by == EmailsBy::Teletype,
         }
     }
 }

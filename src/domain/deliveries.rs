@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use std::time::Duration;
 
 /// What became of one attempt.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Sent to these recipients; `notes` say what was not used on the way (a stored template
     /// that did not render, say).
@@ -27,6 +27,11 @@ pub enum Outcome {
     },
     Skipped(String),
     Failed(String),
+    /// Not yet: an earlier event of the request has not reached this endpoint (in order).
+    Wait(String),
+    /// Published on Kazoo's bus: teletype answers within the given time, or it is published
+    /// again.
+    Awaiting(std::time::Duration),
 }
 
 impl Outcome {
@@ -35,6 +40,8 @@ impl Outcome {
             Outcome::Delivered { .. } => "delivered",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "error",
+            Outcome::Wait(_) => "waiting",
+            Outcome::Awaiting(_) => "published",
         }
     }
 }
@@ -99,6 +106,20 @@ pub fn reminder(id: String, doc: &PortRequest, queue: &str, period: i64, lease_s
     r
 }
 
+/// A reminder's message on Kazoo's bus, held by the one who makes it.
+pub fn reminder_on_bus(id: String, doc: &PortRequest, queue: &str, period: i64, lease_secs: u64) -> DeliveryDoc {
+    let mut r = record(id, doc, queue, Channel::Bus.as_str(), "port_unconfirmed", now_unix());
+    r.reminder_period.set(period);
+    take_lease(&mut r, lease_secs);
+    r
+}
+
+/// Has the record's delivery reached its endpoint (done with, or published and awaiting an
+/// answer)? A later event's delivery to the same endpoint waits until it has.
+pub fn has_reached(record: &DeliveryDoc) -> bool {
+    record.status != "pending" || record.attempts.iter().any(|a| a.result == "published")
+}
+
 /// Is the record waiting for a delivery and free to be taken (no lease, or one that ran out)?
 pub fn is_due(record: &DeliveryDoc, now: i64) -> bool {
     record.status == "pending" && record.next_attempt_at.get().is_none_or(|at| *at <= now)
@@ -123,6 +144,16 @@ pub fn record_outcome(record: &mut DeliveryDoc, outcome: Outcome, retries: &Retr
             ("delivered", Attempt { notes, ..attempt("delivered", None) }, None)
         }
         Outcome::Skipped(why) => ("skipped", attempt("skipped", Some(why)), None),
+        // not an attempt: due again in a moment, the backoff untouched
+        Outcome::Wait(_) => {
+            record.next_attempt_at.set(now + 1);
+            record.lease.clear();
+            return;
+        }
+        Outcome::Awaiting(answer_within) => {
+            let next = now + answer_within.as_secs() as i64;
+            ("pending", attempt("published", None), Some(next))
+        }
         Outcome::Failed(error) => {
             let gave_up = now - record.created > retries.give_up_after.as_secs() as i64;
             let delay = retry_delay(failures + 1, retries.base, retries.max);
@@ -176,6 +207,8 @@ mod tests {
                 carrier_push: false,
             },
             webhook_url: None,
+            bus: None,
+            teletype: false,
         };
         let delivery = event.deliveries().remove(0);
         let p =

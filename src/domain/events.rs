@@ -31,6 +31,27 @@ pub struct Event {
     /// The request's webhook at the time (a later edit of the URL does not redirect it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// Published on Kazoo's bus (it was on where the change was made), with what crossbar
+    /// puts in the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<BusOrigin>,
+    /// Kazoo's teletype mails it from the bus: this service sends none of its port mails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub teletype: bool,
+}
+
+/// Who asked for a change, as crossbar tells Kazoo's bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusOrigin {
+    /// The account of the URL (`Account-ID`).
+    pub account_id: String,
+    /// The token's account (`Authorized-By`) and user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorized_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The API version of the URL (`Version`).
+    pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +94,8 @@ pub enum Channel {
     Email,
     Webhook,
     CarrierPush,
+    /// Kazoo's AMQP bus.
+    Bus,
 }
 
 impl Channel {
@@ -81,7 +104,13 @@ impl Channel {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
             Channel::CarrierPush => "carrier_push",
+            Channel::Bus => "bus",
         }
+    }
+
+    /// The channels whose deliveries of one request go out in the order of its events.
+    pub fn in_order(self) -> bool {
+        !matches!(self, Channel::Email)
     }
 }
 
@@ -110,8 +139,9 @@ impl Delivery {
 }
 
 impl Event {
-    /// Kazoo's emails for the event (new comments as `port_comment`), the webhook unless the
-    /// comment is private, and the carrier push of a submission.
+    /// Kazoo's emails for the event (new comments as `port_comment`; none of Kazoo's when
+    /// teletype mails them), the webhook unless the comment is private, the carrier push of a
+    /// submission, and the message on Kazoo's bus.
     pub fn deliveries(&self) -> Vec<Delivery> {
         let (emails, webhook, push) = match &self.what {
             What::Transition { state, carrier_push, .. } => (emails_for_state(*state), "transition", *carrier_push),
@@ -122,14 +152,30 @@ impl Event {
             What::Signature { .. } => (emails_for_signature(), "signature", false),
             What::NumberProgress { .. } => (emails_for_number_progress(), "number_progress", false),
         };
-        let mut out: Vec<Delivery> = emails.into_iter().map(|(t, a)| Delivery::email(t, a)).collect();
+        let kazoos = super::bus::event_name(&self.what);
+        let mut out: Vec<Delivery> = emails
+            .into_iter()
+            .filter(|_| !(self.teletype && kazoos.is_some()))
+            .map(|(t, a)| Delivery::email(t, a))
+            .collect();
         if self.webhook_url.is_some() && !webhook.is_empty() {
             out.push(Delivery { channel: Channel::Webhook, name: webhook, audience: None });
         }
         if push {
             out.push(Delivery { channel: Channel::CarrierPush, name: "carrier_push", audience: None });
         }
+        if let (Some(_), Some(name)) = (&self.bus, kazoos) {
+            out.push(Delivery { channel: Channel::Bus, name, audience: None });
+        }
         out
+    }
+
+    /// Which endpoint a delivery reaches: the channel, and for a webhook its URL. The
+    /// deliveries of one request to one endpoint go out in the order of its events.
+    pub fn endpoint(&self, delivery: &Delivery) -> Option<(Channel, Option<&str>)> {
+        delivery.channel.in_order().then(|| {
+            (delivery.channel, if delivery.channel == Channel::Webhook { self.webhook_url.as_deref() } else { None })
+        })
     }
 
     /// What the templates say happened.
@@ -170,6 +216,11 @@ pub fn reminder_record_id(port_request_id: &str, period: i64) -> String {
     format!("delivery:reminder:{port_request_id}:{period}:email:port_unconfirmed:submitter")
 }
 
+/// The id of the reminder's message on Kazoo's bus for one period.
+pub fn reminder_bus_record_id(port_request_id: &str, period: i64) -> String {
+    format!("delivery:reminder:{port_request_id}:{period}:bus:port_unconfirmed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +239,8 @@ mod tests {
                 carrier_push: push,
             },
             webhook_url: webhook.then(|| "https://hooks.example.com/x".into()),
+            bus: None,
+            teletype: false,
         }
     }
 
@@ -216,6 +269,8 @@ mod tests {
             at: 1,
             what: What::Comment { comment: comment(json!({"content": "x", "is_private": true})) },
             webhook_url: Some("https://hooks.example.com".into()),
+            bus: None,
+            teletype: false,
         };
         assert_eq!(private.deliveries(), vec![Delivery::email("port_comment", Audience::Authority)]);
         let public = Event { what: What::Comment { comment: comment(json!({"content": "x"})) }, ..private };

@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod authority;
+pub mod bus;
 pub mod charges;
 pub mod claims;
 pub mod comments;

@@ -1,8 +1,9 @@
-//! Reminders: a `port_unconfirmed` mail for requests left unconfirmed longer than the reminder
-//! age, at most once per age and request: the record's id follows from the request and the
+//! Reminders: a `port_unconfirmed` mail (and message on Kazoo's bus, when it is on) for
+//! requests left unconfirmed longer than the reminder age, at most once per age and request: the record's id follows from the request and the
 //! period, so whoever makes it first holds it, and sends it like any delivery.
 
 use super::delivery::Sender;
+use crate::configuration::EmailsBy;
 use crate::domain::deliveries;
 use crate::domain::events;
 use crate::domain::time::now_gregorian;
@@ -22,13 +23,24 @@ pub fn spawn(state: Arc<AppState>, sender: Sender) {
                 Ok(rows) => {
                     for doc in rows.into_iter().filter_map(|(_, d)| d) {
                         let period = (now - doc.created.copied().unwrap_or(now)) / age.max(1);
-                        let id = events::reminder_record_id(doc.id.as_str(), period);
                         let queue = cfg.delivery.queue.as_str();
-                        let mut record = deliveries::reminder(id, &doc, queue, period, cfg.delivery.lease.as_secs());
-                        // those made already come back as conflicts: that is the point
-                        let slot = sender.slot().await;
-                        if state.couch.save_doc(crate::store::dbs::SERVICE, &mut record).await.is_ok() {
-                            sender.send(record, slot);
+                        let lease = cfg.delivery.lease.as_secs();
+                        let mut records = Vec::new();
+                        // teletype mails it when it mails Kazoo's port events
+                        if state.settings.emails_by == EmailsBy::Service {
+                            let id = events::reminder_record_id(doc.id.as_str(), period);
+                            records.push(deliveries::reminder(id, &doc, queue, period, lease));
+                        }
+                        if state.bus.is_some() {
+                            let id = events::reminder_bus_record_id(doc.id.as_str(), period);
+                            records.push(deliveries::reminder_on_bus(id, &doc, queue, period, lease));
+                        }
+                        for mut record in records {
+                            // those made already come back as conflicts: that is the point
+                            let slot = sender.slot().await;
+                            if state.couch.save_doc(crate::store::dbs::SERVICE, &mut record).await.is_ok() {
+                                sender.send(record, slot);
+                            }
                         }
                     }
                 }

@@ -31,6 +31,9 @@ pub fn default_settings(couch_url: &str) -> Settings {
         port_activation_charge: None,
         webhook_secret: Some("test-webhook-secret".into()),
         webhook_allow_private: true,
+        amqp_url: None,
+        emails_by: "service".into(),
+        teletype_reply_timeout: 30,
         delivery_worker: true,
         // each test app works its own queue, unless a test shares one on purpose
         delivery_queue: kazoo::hex32(),

@@ -7,6 +7,7 @@ mod kazoo;
 mod attachments;
 mod auth;
 mod browser;
+mod bus;
 mod comments;
 mod customer;
 mod deliveries;

@@ -37,8 +37,15 @@ pub async fn deliver(state: &Arc<AppState>, record: &DeliveryDoc) -> Outcome {
         }
         None => None,
     };
+    if let Some(e) = &event
+        && record.channel != "email"
+        && let Some(why) = super::order::blocked(state, &doc, e, record).await
+    {
+        return Outcome::Wait(why);
+    }
     let result = match record.channel.as_str() {
         "email" => deliver_email(state, record, &doc, event.as_ref()).await,
+        "bus" => super::bus::deliver(state, record, &doc, event.as_ref()).await,
         "webhook" => match &event {
             Some(e) => deliver_webhook(state, record, &doc, e).await,
             None => Ok(Outcome::Skipped("a webhook without its event".into())),

@@ -10,8 +10,10 @@
 //! A crash in the middle of a send can repeat that one send (at least once); nothing else is
 //! ever sent twice.
 
+mod bus;
 mod channels;
 mod mail;
+mod order;
 mod sender;
 
 pub use sender::Sender;
@@ -27,8 +29,10 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// Starts the sender (due records, and the records the follower hands over).
+/// Starts the sender (due records, and the records the follower hands over), and the
+/// collection of teletype's answers when it mails.
 pub fn spawn(state: &Arc<AppState>) -> Sender {
+    bus::collect_answers(state.clone());
     sender::spawn(state.clone())
 }
 
@@ -99,6 +103,7 @@ pub async fn log(state: &AppState, doc: &PortRequest) -> Result<Vec<Value>, AppE
     let created = doc.created.copied().unwrap_or_else(now_gregorian);
     let periods = ((now_gregorian() - created) / age.max(1)).clamp(0, 100);
     ids.extend((1..=periods).map(|p| events::reminder_record_id(doc.id.as_str(), p)));
+    ids.extend((1..=periods).map(|p| events::reminder_bus_record_id(doc.id.as_str(), p)));
     let mut found: Vec<DeliveryDoc> = state.couch.get_docs(dbs::SERVICE, &ids).await?;
     found.sort_by_key(|r| r.created);
     Ok(found.iter().map(deliveries::public).collect())

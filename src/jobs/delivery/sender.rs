@@ -58,7 +58,7 @@ impl Sender {
     }
 }
 
-fn retries(state: &AppState) -> Retries {
+pub(super) fn retries(state: &AppState) -> Retries {
     let cfg = &state.settings.jobs.delivery;
     Retries { base: cfg.retry_base, max: cfg.retry_max, give_up_after: cfg.give_up_after }
 }
@@ -71,8 +71,14 @@ async fn send(state: &Arc<AppState>, mut record: DeliveryDoc) {
     }
     let outcome = channels::deliver(state, &record).await;
     crate::metrics::get().deliveries.with_label_values(&[record.channel.as_str(), outcome.result()]).inc();
-    if let deliveries::Outcome::Failed(error) = &outcome {
-        tracing::info!(record = %record.id, %error, "notification not delivered yet");
+    match &outcome {
+        deliveries::Outcome::Failed(error) => {
+            tracing::info!(record = %record.id, %error, "notification not delivered yet")
+        }
+        deliveries::Outcome::Wait(why) => {
+            tracing::debug!(record = %record.id, %why, "delivery waits for an earlier one")
+        }
+        _ => {}
     }
     deliveries::record_outcome(&mut record, outcome, &retries(state));
     match state.couch.save_doc(dbs::SERVICE, &mut record).await {
