@@ -1,153 +1,20 @@
 //! Kazoo's AMQP bus: the port events on a real RabbitMQ (the one scripts/test.sh starts, or a
 //! test's own), checked as Kazoo's consumers take them.
 
+use crate::amqp::{amqp_url, check_kapi, connect, kazoo_exchange, listen};
 use crate::helpers::{Ports, TestApp, receiver, spawn_app_with, tree};
 use crate::kazoo::{Account, hex32, now_gregorian, random_number};
 use futures_util::StreamExt;
 use kazoo_port_requests::configuration::{BusSettings, Settings};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, ExchangeKind};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-pub fn amqp_url() -> String {
-    std::env::var("KPR_AMQP_URL").expect("KPR_AMQP_URL is set: run the tests with scripts/test.sh")
-}
-
-/// One message as a consumer got it.
-#[derive(Debug, Clone)]
-pub struct Heard {
-    pub routing_key: String,
-    pub content_type: Option<String>,
-    pub body: Value,
-}
-
-/// A consumer bound to exchange `notifications` as teletype binds (`notifications.*.*`).
-pub struct Listener {
-    _channel: Channel,
-    pub heard: Arc<Mutex<Vec<Heard>>>,
-    _connection: Connection,
-}
-
-pub async fn connect(url: &str) -> Connection {
-    let properties = ConnectionProperties::default()
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio);
-    Connection::connect(url, properties).await.expect("the broker answers")
-}
-
-fn kazoo_exchange() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions { durable: false, auto_delete: false, ..ExchangeDeclareOptions::default() }
-}
-
-pub async fn listen(url: &str, queue: &str, durable: bool) -> Listener {
-    let connection = connect(url).await;
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare("notifications", ExchangeKind::Topic, kazoo_exchange(), FieldTable::default())
-        .await
-        .unwrap();
-    let options = QueueDeclareOptions { durable, exclusive: !durable, auto_delete: !durable, ..Default::default() };
-    channel.queue_declare(queue, options, FieldTable::default()).await.unwrap();
-    channel
-        .queue_bind(queue, "notifications", "notifications.*.*", QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
-    let mut consumer =
-        channel.basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
-    let heard = Arc::new(Mutex::new(Vec::new()));
-    let h = heard.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(d)) = consumer.next().await {
-            let body = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
-            let content_type = d.properties.content_type().as_ref().map(|c| c.to_string());
-            h.lock().unwrap().push(Heard { routing_key: d.routing_key.to_string(), content_type, body });
-            let _ = d.acker.ack(BasicAckOptions::default()).await;
-        }
-    });
-    Listener { _channel: channel, heard, _connection: connection }
-}
-
-impl Listener {
-    /// What was heard about request `id`.
-    pub fn about(&self, id: &str) -> Vec<Heard> {
-        self.heard.lock().unwrap().iter().filter(|h| h.body["Port-Request-ID"] == id).cloned().collect()
-    }
-
-    /// Waits for `n` messages about `id`, then a little longer to catch one too many.
-    pub async fn wait(&self, id: &str, n: usize) -> Vec<Heard> {
-        for _ in 0..200 {
-            if self.about(id).len() >= n {
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                return self.about(id);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.about(id)
-    }
-}
-
-/// `kapi_notifications`' definition of a port event: its required and optional keys (with
-/// `kz_api`'s defaults), and the value rules.
-pub fn check_kapi(h: &Heard) {
-    let b = h.body.as_object().unwrap_or_else(|| panic!("a JSON object: {h:?}"));
-    let event = b["Event-Name"].as_str().unwrap();
-    assert_eq!(h.routing_key, format!("notifications.number.{event}"));
-    assert_eq!(h.content_type.as_deref(), Some("application/json"));
-    let mut required =
-        vec!["App-Name", "App-Version", "Event-Category", "Event-Name", "Msg-ID", "Account-ID", "Port-Request-ID"];
-    if event == "port_comment" {
-        required.push("Comment");
-    }
-    let mut optional = vec!["Authorized-By", "Local-Number", "Number", "Number-State", "Port", "Version"];
-    if event != "port_comment" {
-        optional.push("Reason");
-    }
-    optional.extend(["To", "Cc", "Bcc", "From", "Reply-To", "Subject", "HTML", "Text", "Account-DB", "Preview"]);
-    optional.extend(["Attachment-URL", "Server-ID", "Node", "Defer-Response", "Access-Group", "Destination-Server"]);
-    optional.extend(["Geo-Location", "Log-ID", "API-Account-ID", "API-Call-ID", "Queue-ID", "Raw-Headers"]);
-    for k in &required {
-        let v = b.get(*k).unwrap_or_else(|| panic!("{k} is required: {h:?}"));
-        assert!(!v.is_null() && v != "", "{k} is set: {h:?}");
-    }
-    for k in b.keys() {
-        assert!(
-            required.contains(&k.as_str()) || optional.contains(&k.as_str()),
-            "{k} is not in the definition: {h:?}"
-        );
-    }
-    assert_eq!(b["Event-Category"], "notification");
-    assert!(
-        [
-            "port_request",
-            "port_pending",
-            "port_scheduled",
-            "ported",
-            "port_rejected",
-            "port_cancel",
-            "port_comment",
-            "port_unconfirmed"
-        ]
-        .contains(&event)
-    );
-    if let Some(r) = b.get("Reason") {
-        assert!(r.is_object(), "Reason is an object: {h:?}");
-    }
-    if let Some(c) = b.get("Comment") {
-        assert!(c.is_object() && c["content"].is_string(), "{h:?}");
-    }
-    for k in ["App-Name", "App-Version", "Msg-ID", "Account-ID", "Port-Request-ID", "Server-ID", "Node", "Version"] {
-        if let Some(v) = b.get(k) {
-            assert!(v.is_string(), "{k} is a string: {h:?}");
-        }
-    }
-}
 
 fn with_bus(extra: impl FnOnce(&mut Settings)) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
@@ -348,4 +215,86 @@ async fn with_teletype_mailing_its_answers_are_in_the_delivery_log() {
     let mails: Value =
         reqwest::get(format!("{}/email", std::env::var("MAILDEV_URL").unwrap())).await.unwrap().json().await.unwrap();
     assert!(!mails.to_string().contains(&to), "the service mailed nothing");
+}
+
+/// Requests made and submitted by four workers for `secs`: their ids, and the slowest call.
+async fn load(app: &TestApp, account: &Account, secs: u64) -> (Vec<String>, Duration) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let worker = async || {
+        let (mut ids, mut slowest) = (vec![], Duration::ZERO);
+        let ports = Ports::new(app, account);
+        let token = app.token(account);
+        while tokio::time::Instant::now() < deadline {
+            let started = tokio::time::Instant::now();
+            let data = json!({"name": "load", "numbers": {random_number(): {}}});
+            let (status, body) = app.call(Method::PUT, &ports.path(""), &token, Some(data)).await;
+            assert_eq!(status, 201, "the broker's state never fails an API call: {body}");
+            let id = body["data"]["id"].as_str().unwrap().to_owned();
+            let (status, body) = ports.to(&token, &id, "submitted", None).await;
+            assert_eq!(status, 200, "{body}");
+            slowest = slowest.max(started.elapsed() / 2);
+            ids.push(id);
+        }
+        (ids, slowest)
+    };
+    let all = futures_util::future::join_all((0..4).map(|_| worker())).await;
+    let slowest = all.iter().map(|(_, s)| *s).max().unwrap_or_default();
+    (all.into_iter().flat_map(|(ids, _)| ids).collect(), slowest)
+}
+
+#[tokio::test]
+async fn the_broker_stopped_under_load_loses_nothing_and_sends_nothing_twice() {
+    let outage: u64 = std::env::var("FAULT_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let mut rabbit = crate::amqp::OwnRabbit::start().await;
+    // the service reaches the broker through a gate, so that after the broker's restart the
+    // test's consumer is bound again before anything is published
+    let gate = crate::amqp::Gate::new(rabbit.port).await;
+    let listener = listen(&rabbit.url(), "kpr-outage-before", false).await;
+    let gate_url = gate.url();
+    let app = spawn_app_with(move |s| s.bus = BusSettings::parse(&gate_url, Duration::from_secs(30)).unwrap()).await;
+    let t = tree(&app).await;
+
+    let (before, slowest_before) = load(&app, &t.customer, 3).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while before.iter().any(|id| listener.about(id).is_empty()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &before {
+        assert_eq!(listener.about(id).len(), 1, "{id}");
+    }
+    let t0 = tokio::time::Instant::now();
+    gate.close();
+    rabbit.stop();
+    eprintln!("broker outage: stopped in {:?}", t0.elapsed());
+    let (during, slowest_during) = load(&app, &t.customer, outage).await;
+    assert!(during.iter().all(|id| listener.about(id).is_empty()));
+    let t0 = tokio::time::Instant::now();
+    rabbit.restart().await;
+    eprintln!("broker outage: started again in {:?}", t0.elapsed());
+    let listener = listen(&rabbit.url(), "kpr-outage-after", false).await;
+    gate.open();
+    let (after, _) = load(&app, &t.customer, 3).await;
+    eprintln!(
+        "broker outage: {} requests before, {} during {outage} s down, {} after; slowest call {:?} before, {:?} during",
+        before.len(),
+        during.len(),
+        after.len(),
+        slowest_before,
+        slowest_during
+    );
+    assert!(slowest_during < Duration::from_secs(3), "the broker away never slows an API call: {slowest_during:?}");
+    let caught_up = tokio::time::Instant::now();
+    let deadline = caught_up + Duration::from_secs(90);
+    for id in during.iter().chain(&after) {
+        while listener.about(id).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!("broker outage: every event heard {:?} after the load", caught_up.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in during.iter().chain(&after) {
+        let heard = listener.about(id);
+        assert_eq!(heard.len(), 1, "{id}: each event once after the outage: {heard:?}");
+        assert_eq!(heard[0].body["Event-Name"], "port_request");
+    }
 }

@@ -1,6 +1,7 @@
 //! Black-box API tests: the real application on a random port, against the PouchDB Server
 //! and MailDev that scripts/test.sh starts.
 
+mod amqp;
 mod helpers;
 mod kazoo;
 

@@ -1,10 +1,13 @@
 //! The guarantees on a real 3-node Apache CouchDB cluster (n = 3, q = 2) with two instances of
 //! the service on different nodes: one winner per number and per move, nothing acknowledged
 //! lost, no conflict left behind, each notification once, one change per Idempotency-Key, one
-//! request per imported row key, and a node lost under load.
+//! request per imported row key, each event once on Kazoo's bus, and a node lost under load.
 //! scripts/test.sh starts the cluster and MailDev and sets `KPR_CLUSTER_URLS` (every node),
 //! `KPR_CLUSTER_DIR` (where the cluster runs) and `COUCHDB_URL` (node 1).
 
+#[allow(dead_code)]
+#[path = "../api/amqp.rs"]
+mod amqp;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
@@ -12,6 +15,7 @@ mod helpers;
 #[path = "../api/kazoo.rs"]
 mod kazoo;
 
+mod bus;
 mod node_loss;
 mod once;
 mod races;
