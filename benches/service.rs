@@ -3,7 +3,9 @@
 //! markdown tables (copied into `docs/benchmarks.md`).
 //!
 //! Sections: `core`, `deliveries`, `cluster` (core and deliveries on a 3-node cluster, when
-//! scripts/bench.sh started one), `listings`, `loa`, `fuzz`.
+//! scripts/bench.sh started one), `bus` (Kazoo's AMQP bus: publish latency with two instances,
+//! stored ErlyDTL mails against handlebars, `core` again with `AMQP_URL` set), `listings`,
+//! `loa`, `fuzz`.
 
 use kazoo_port_requests::bootstrap;
 use kazoo_port_requests::configuration::CouchSettings;
@@ -53,11 +55,15 @@ const JOBS_OFF: &[(&str, &str)] = &[
 
 async fn start_service_with(couch_url: &str, extra: &[(&str, &str)]) -> Service {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // `core` run again by the `bus` section: the same calls, with Kazoo's bus on
+    let bus: Vec<(&str, String)> =
+        std::env::var("KPR_BENCH_WITH_BUS").ok().map(|url| vec![("AMQP_URL", url)]).unwrap_or_default();
     let child = Command::new(env("KPR_BIN"))
         .arg("serve")
         .env("COUCHDB_URL", couch_url)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG", "warn")
+        .envs(bus)
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .spawn()
@@ -1161,6 +1167,145 @@ async fn deliveries(ctx: &Ctx, label: &str) {
     drop(service);
 }
 
+/// Kazoo's bus: from a change's acknowledgement to its message on the broker, with two
+/// instances sharing the deliveries (changes made through both), 100 submissions; and what a
+/// stored ErlyDTL mail costs to render next to this service's handlebars one.
+async fn bus(ctx: &Ctx, label: &str) {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let url = env("KPR_AMQP_URL");
+    let properties = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let connection = lapin::Connection::connect(&url, properties).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let kazoo = ExchangeDeclareOptions { durable: false, auto_delete: false, ..Default::default() };
+    channel.exchange_declare("notifications", lapin::ExchangeKind::Topic, kazoo, FieldTable::default()).await.unwrap();
+    let queue = format!("bench-{}", new_doc_id());
+    let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    channel.queue_declare(&queue, exclusive, FieldTable::default()).await.unwrap();
+    let key = "notifications.number.port_request";
+    channel.queue_bind(&queue, "notifications", key, QueueBindOptions::default(), FieldTable::default()).await.unwrap();
+    let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    let mut consumer = channel.basic_consume(&queue, "", no_ack, FieldTable::default()).await.unwrap();
+    let heard: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let h = heard.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            if let Ok(v) = serde_json::from_slice::<Value>(&d.data) {
+                let id = v["Port-Request-ID"].as_str().unwrap_or_default().to_owned();
+                h.lock().unwrap().entry(id).or_insert_with(Instant::now);
+            }
+        }
+    });
+    let (_, customer, user) = ctx.account_under_master("Bench Bus").await;
+    let token = bootstrap::token(&ctx.couch, &customer, Some(&user), 24 * 3600).await.unwrap();
+    let queue = new_doc_id();
+    let with_bus = [("AMQP_URL", url.as_str()), ("DELIVERY_QUEUE", queue.as_str()), ("REMINDERS", "false")];
+    let services =
+        [start_service_with(&ctx.couch_url, &with_bus).await, start_service_with(&ctx.couch_url, &with_bus).await];
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let base = format!("{}/v2/accounts/{customer}/port_requests", services[i % 2].base);
+        let n = format!(
+            "+1{}{:09}",
+            rand::thread_rng().gen_range(2..10),
+            rand::thread_rng().gen_range(0..1_000_000_000u64)
+        );
+        let body = json!({"data": {"name": format!("Bus {i}"), "numbers": {n: {}}}});
+        let r: Value =
+            ctx.http.put(&base).header("X-Auth-Token", &token).json(&body).send().await.unwrap().json().await.unwrap();
+        let id = r["data"]["id"].as_str().unwrap().to_owned();
+        let resp =
+            ctx.http.patch(format!("{base}/{id}/submitted")).header("X-Auth-Token", &token).send().await.unwrap();
+        assert!(resp.status().is_success());
+        acked.push((id, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while heard.lock().unwrap().len() < acked.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = heard.lock().unwrap().clone();
+    let mut latencies: Vec<Duration> =
+        acked.iter().filter_map(|(id, at)| seen.get(id).map(|t| t.saturating_duration_since(*at))).collect();
+    let missing = acked.len() - latencies.len();
+    println!(
+        "\n### Publish latency ({label}; two instances, 100 submissions, from the acknowledgement to the message on RabbitMQ)\n"
+    );
+    println!("| submissions | p50 | p95 | max | missing | target |\n|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {missing} | p95 ≤ 1 s |",
+        acked.len(),
+        ms(percentile(&mut latencies, 0.5)),
+        ms(percentile(&mut latencies, 0.95)),
+        ms(percentile(&mut latencies, 1.0))
+    );
+    drop(services);
+    render_cost();
+}
+
+/// One port mail's text rendered 20,000 times: this service's handlebars template (with its
+/// partials) next to the same mail as a stored ErlyDTL template (`benches/support/`).
+fn render_cost() {
+    use kazoo_port_requests::domain::documents::account::AccountDoc;
+    use kazoo_port_requests::domain::documents::port_request::PortRequest;
+    use kazoo_port_requests::domain::notifications::{Happening, email_data};
+    use kazoo_port_requests::domain::teletype::{self, Accounts, System};
+    let doc = PortRequest::from_stored(
+        json!({"_id": "p1", "name": "Main office move", "numbers": {"+14155550100": {}, "+14155550101": {}, "+14155550102": {}},
+               "bill": {"name": "Jo Doe", "carrier": "Pacific Bell", "street_number": "1", "street_address": "Main",
+                        "street_type": "St", "locality": "San Francisco", "region": "CA", "postal_code": "94105",
+                        "account_number": "778899", "pin": "4321", "btn": "+14155550199"},
+               "notifications": {"email": {"send_to": "jo@example.com"}}, "signee_name": "Jo Doe",
+               "transfer_date": now_gregorian() + 86_400 * 10,
+               "pvt_port_state": "submitted", "pvt_created": now_gregorian(), "pvt_account_id": new_doc_id()}),
+    )
+    .unwrap();
+    let account: AccountDoc = serde_json::from_value(json!({"name": "Acme", "realm": "acme.example.com"})).unwrap();
+    let happening = Happening { reason: Some("ready".into()), at: Some(now_gregorian()), ..Default::default() };
+    let ours = email_data(&doc, &account, &account, &happening, chrono_tz::UTC);
+    let accounts = Accounts { account: &account, parent: None, authority: &account, authority_parent: None };
+    let system = System { hostname: "bench".into(), node: "bench@bench".into() };
+    let kazoos = teletype::data(&doc, &accounts, &happening, chrono_tz::UTC, &system);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/email");
+    let mut hb = handlebars::Handlebars::new();
+    hb.register_escape_fn(handlebars::no_escape);
+    for (name, file) in
+        [("_reason", "_reason.text.hbs"), ("_summary", "_summary.text.hbs"), ("mail", "port_request_admin.text.hbs")]
+    {
+        hb.register_template_file(name, dir.join(file)).unwrap();
+    }
+    let source = include_str!("support/port_request_admin.text.dtl");
+    let dtl = kazoo_port_requests::dtl::Template::parse(source).unwrap();
+    const N: u32 = 20_000;
+    let time = |f: &dyn Fn() -> usize| {
+        let started = Instant::now();
+        let mut bytes = 0;
+        for _ in 0..N {
+            bytes += f();
+        }
+        (started.elapsed() / N, bytes / N as usize)
+    };
+    let (hb_each, hb_bytes) = time(&|| hb.render("mail", &ours).unwrap().len());
+    let (dtl_each, dtl_bytes) = time(&|| dtl.render(&kazoos, true).unwrap().len());
+    let (parse_each, _) = time(&|| kazoo_port_requests::dtl::Template::parse(source).map(|_| 1).unwrap());
+    println!("\n### Rendering one port mail's text (20,000 times, in process)\n");
+    println!("| template | per render | output |\n|---|---|---|");
+    println!(
+        "| this service's handlebars (`port_request_admin.text.hbs` and partials) | {:.1} µs | {hb_bytes} B |",
+        hb_each.as_secs_f64() * 1e6
+    );
+    println!(
+        "| the same mail stored in Kazoo's syntax (parsed once) | {:.1} µs | {dtl_bytes} B |",
+        dtl_each.as_secs_f64() * 1e6
+    );
+    println!("| parsing that stored template | {:.1} µs | |", parse_each.as_secs_f64() * 1e6);
+}
+
 /// At least 100,000 random, mostly hostile requests over the whole API (`FUZZ_REQUESTS`
 /// changes the count): no 5xx, every error in the envelope, the target request still
 /// readable, and the process still healthy and small.
@@ -1237,6 +1382,12 @@ async fn main() {
     }
     if wanted("deliveries") {
         deliveries(&Ctx::new().await, &kind).await;
+    }
+    if wanted("bus") {
+        bus(&Ctx::new().await, &kind).await;
+    }
+    if wanted("core-with-bus") {
+        core(&Ctx::new().await, &format!("{kind}, with AMQP_URL set")).await;
     }
     if let Ok(cluster) = std::env::var("KPR_BENCH_CLUSTER_URL")
         && wanted("cluster")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts everything a newcomer needs: a CouchDB (Apache CouchDB 3.4.3 from ../shared/couchdb when
-# it is there, PouchDB Server otherwise; data in .devdata/), MailDev (mail in .devdata/mail), the
-# demo accounts and keys, and the service on http://127.0.0.1:8000. Ctrl-C stops all of it.
+# it is there, PouchDB Server otherwise; data in .devdata/), MailDev (mail in .devdata/mail), a
+# RabbitMQ node as Kazoo's bus (unless AMQP_URL names one, or DEV_AMQP=false), the demo
+# accounts and keys, and the service on http://127.0.0.1:8000. Ctrl-C stops all of it.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -31,6 +32,14 @@ else
   SERVER="PouchDB Server (data in .devdata/couch; no ../shared/couchdb here)"
 fi
 start_maildev "$SMTP_PORT" "$MAILWEB_PORT" "$ROOT/.devdata/mail"
+BUS="off (DEV_AMQP=false)"
+if [ -n "${AMQP_URL:-}" ]; then
+  BUS="the broker AMQP_URL names"
+elif [ "${DEV_AMQP:-true}" != false ]; then
+  start_rabbitmq "$ROOT/.devdata/rabbitmq"
+  export AMQP_URL="$RABBITMQ_STARTED_URL"
+  BUS="${AMQP_URL/\/\/*@/\/\/}   RabbitMQ (data in .devdata/rabbitmq), exchange notifications"
+fi
 
 DEMO=$("$BIN" bootstrap --demo)
 MASTER=$(sed -n 's/^master_account_id=//p' <<<"$DEMO")
@@ -45,6 +54,7 @@ cat <<INFO
   kazoo-port-requests is running on http://$LISTEN_ADDR
   CouchDB:                   ${COUCHDB_URL/\/\/*@/\/\/}   $SERVER
   MailDev (mail sink):       http://127.0.0.1:$MAILWEB_PORT
+  Kazoo's bus:               $BUS
   Master account id:         $MASTER
   Token (24 h):              $TOKEN
 

@@ -244,7 +244,8 @@ async fn load(app: &TestApp, account: &Account, secs: u64) -> (Vec<String>, Dura
 
 #[tokio::test]
 async fn the_broker_stopped_under_load_loses_nothing_and_sends_nothing_twice() {
-    let outage: u64 = std::env::var("FAULT_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let _alone = crate::helpers::OUTAGE_UNDER_LOAD.lock().await;
+    let outage: u64 = std::env::var("FAULT_OUTAGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
     let mut rabbit = crate::amqp::OwnRabbit::start().await;
     // the service reaches the broker through a gate, so that after the broker's restart the
     // test's consumer is bound again before anything is published

@@ -173,6 +173,7 @@ fn outage_secs() -> u64 {
 
 #[tokio::test]
 async fn couchdb_stopped_under_load() {
+    let _alone = crate::helpers::OUTAGE_UNDER_LOAD.lock().await;
     let mut own = OwnCouch::start().await;
     let sys: &'static System = Box::leak(Box::new(System::install(Couch::new(&own.url())).await));
     let reseller = sys.account(None, "Reseller", json!({})).await;
@@ -239,6 +240,7 @@ pub async fn wait_healthy(address: &str) {
 
 #[tokio::test]
 async fn service_killed_under_load() {
+    let _alone = crate::helpers::OUTAGE_UNDER_LOAD.lock().await;
     let sys = crate::kazoo::system().await;
     let hook = receiver(0).await;
     let reseller = sys.account(None, "Reseller", json!({})).await;

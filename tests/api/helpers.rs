@@ -9,6 +9,10 @@ use std::sync::Once;
 
 static TRACING: Once = Once::new();
 
+/// Held by the tests that stop a backing service under steady load and count what the load
+/// achieved: two of them at once on a small machine starve each other's load.
+pub static OUTAGE_UNDER_LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn default_settings(couch_url: &str) -> Settings {
     let args = SettingsArgs {
         couchdb_url: couch_url.to_owned(),
