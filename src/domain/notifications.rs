@@ -187,17 +187,23 @@ pub fn webhook_body(
     body
 }
 
-/// A date as the templates show it: `{utc, local, timestamp, timezone}` (§3.4).
-fn date(gregorian: Option<i64>, tz: Tz) -> Value {
+/// A date as the templates show it: `{utc, local, timestamp, timezone}` (§3.4), `utc` and
+/// `local` written with the given formats.
+pub fn date_as(gregorian: Option<i64>, tz: Tz, utc: &str, local: &str) -> Value {
     match gregorian.and_then(gregorian_to_datetime) {
         Some(at) => json!({
-            "utc": at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            "local": at.with_timezone(&tz).format("%B %-d, %Y %H:%M %Z").to_string(),
+            "utc": at.format(utc).to_string(),
+            "local": at.with_timezone(&tz).format(local).to_string(),
             "timestamp": gregorian,
             "timezone": tz.name(),
         }),
         None => Value::Null,
     }
+}
+
+/// A date for this service's templates: ready to print.
+fn date(gregorian: Option<i64>, tz: Tz) -> Value {
+    date_as(gregorian, tz, "%Y-%m-%d %H:%M UTC", "%B %-d, %Y %H:%M %Z")
 }
 
 fn dash(v: &Slot<String>) -> Value {

@@ -8,7 +8,6 @@ use super::documents::account::{AccountDoc, UserDoc};
 use super::documents::port_request::PortRequest;
 use super::notifications::Happening;
 use super::port_state::PortState;
-use super::time::gregorian_to_datetime;
 use base64::Engine;
 use chrono_tz::Tz;
 use md5::{Digest, Md5};
@@ -34,17 +33,11 @@ impl System {
     }
 }
 
-/// A date as teletype gives it (`teletype_util:fix_timestamp`).
+/// A date as teletype gives it (`teletype_util:fix_timestamp`): the times for the `date`
+/// filter to format.
 pub fn date(gregorian: Option<i64>, tz: Tz) -> Value {
-    match gregorian.and_then(gregorian_to_datetime) {
-        Some(at) => json!({
-            "utc": at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            "local": at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string(),
-            "timestamp": gregorian,
-            "timezone": tz.name(),
-        }),
-        None => Value::Null,
-    }
+    const PLAIN: &str = "%Y-%m-%d %H:%M:%S";
+    super::notifications::date_as(gregorian, tz, PLAIN, PLAIN)
 }
 
 /// `{name, realm, id, language, timezone, parent_*}` of an account (`account_params`).

@@ -270,7 +270,7 @@ async fn cc_to_the_accounts_admins() {
 }
 
 #[tokio::test]
-async fn system_bodies_are_not_escaped_and_accounts_without_documents_use_them() {
+async fn system_settings_and_bodies_apply_to_accounts_without_their_own() {
     // system_config is shared by every test of a database: this one has its own
     let own = crate::helpers::OwnCouch::start().await;
     let sys: &'static System = Box::leak(Box::new(System::install(Couch::new(&own.url())).await));
@@ -286,10 +286,15 @@ async fn system_bodies_are_not_escaped_and_accounts_without_documents_use_them()
         None,
     )
     .await;
+    // switched off for the whole system
+    store(&sys.couch, "system_config", "port_scheduled", json!({"enabled": false}), None, None).await;
     let app = TestApp { address: start(default_settings(&own.url())).await, http: reqwest::Client::new(), sys };
     let to = address("system");
-    request_moved(&app, &customer, &reseller, &to, "A & B", "pending").await;
+    let id = request_moved(&app, &customer, &reseller, &to, "A & B", "scheduled").await;
     let m = &wait_for(&to, "port_pending", 1).await[0];
     assert_eq!(m["html"], "<b>Customer</b> A & B", "the system's bodies are not escaped");
     assert_eq!(m["subject"], "System: Customer");
+    let scheduled = settled(&app, &customer, &reseller, &id, "port_scheduled").await;
+    assert_eq!(scheduled["status"], "skipped", "{scheduled}");
+    assert!(mails_for(&to, "port_scheduled").await.is_empty());
 }
