@@ -286,8 +286,10 @@ pub fn is_false(v: &Value) -> bool {
 
 /// Python's `%` conversion (`stringformat:"s"`, `"05d"`, `".2f"`, `"x"`, ...).
 fn stringformat(v: &Value, conversion: &str) -> Result<String, String> {
-    let re = regex::Regex::new(r"^%?([-#+ 0]?)(\d+)?(?:\.(\d+))?([diouxXeEfFgGcrs])$").expect("a valid pattern");
-    let caps = re.captures(conversion).ok_or_else(|| format!("stringformat cannot use {conversion:?}"))?;
+    static CONVERSION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^%?([-#+ 0]?)(\d+)?(?:\.(\d+))?([diouxXeEfFgGcrs])$").expect("a valid pattern")
+    });
+    let caps = CONVERSION.captures(conversion).ok_or_else(|| format!("stringformat cannot use {conversion:?}"))?;
     let flag = caps.get(1).map_or("", |m| m.as_str());
     let width: usize = caps.get(2).and_then(|m| m.as_str().parse().ok()).unwrap_or(0).min(10_000);
     let precision: Option<usize> = caps.get(3).and_then(|m| m.as_str().parse().ok());

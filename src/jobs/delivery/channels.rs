@@ -124,7 +124,6 @@ pub struct Mail<'a> {
     pub authority: AccountId,
     pub audience: Audience,
     pub happening: Happening,
-    pub timezone: chrono_tz::Tz,
     /// This service's template data (`domain::notifications::email_data`).
     pub data: serde_json::Value,
     pub reply_to: Option<String>,
@@ -162,7 +161,7 @@ async fn deliver_email(
     let files =
         if matches!(template, "port_request" | "port_request_admin") { attachments(state, doc).await? } else { vec![] };
     let reply_to = if template == "port_request_admin" { doc.send_to().into_iter().next() } else { None };
-    let mail = Mail { doc, owner, authority, audience, happening, timezone, data, reply_to, files };
+    let mail = Mail { doc, owner, authority, audience, happening, data, reply_to, files };
     super::mail::deliver(state, record, mail).await
 }
 
