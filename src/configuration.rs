@@ -588,6 +588,20 @@ mod tests {
     }
 
     #[test]
+    fn broker_credentials_are_never_printed() {
+        let bus =
+            BusSettings::parse("amqp://kazoo:s3cret@rabbit1:5672/%2f, amqps://u:pw2@rabbit2", Duration::from_secs(30))
+                .unwrap()
+                .unwrap();
+        let names: Vec<&str> = bus.brokers.iter().map(|b| b.display.as_str()).collect();
+        assert_eq!(names, ["amqp://rabbit1:5672", "amqps://rabbit2:5671"]);
+        let printed = format!("{bus:?}");
+        assert!(!printed.contains("s3cret") && !printed.contains("pw2"), "{printed}");
+        assert!(BusSettings::parse("http://rabbit", Duration::from_secs(1)).is_err());
+        assert!(BusSettings::parse(" ", Duration::from_secs(1)).unwrap().is_none());
+    }
+
+    #[test]
     fn bad_urls_are_refused() {
         assert!(CouchSettings::parse("ftp://x", Duration::from_secs(1)).is_err());
         assert!(CouchSettings::parse("not a url", Duration::from_secs(1)).is_err());
