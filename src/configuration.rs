@@ -218,8 +218,8 @@ impl BusSettings {
             if !matches!(url.scheme(), "amqp" | "amqps") || url.host_str().is_none() {
                 return Err(invalid("AMQP_URL", "each broker must be amqp://host[:port][/vhost] or amqps://"));
             }
-            let display =
-                format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port().unwrap_or(5672));
+            let port = url.port().unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+            let display = format!("{}://{}:{port}", url.scheme(), url.host_str().unwrap_or_default());
             brokers.push(Broker { url: Secret::new(part), display });
         }
         Ok((!brokers.is_empty()).then_some(Self { brokers, reply_timeout }))
