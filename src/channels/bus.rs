@@ -22,6 +22,10 @@ use tokio::sync::{Mutex, mpsc};
 
 /// How long connecting, or one publication's confirmation, may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// After the brokers could not be reached, publications fail at once for this long instead of
+/// each waiting for a connection of its own (a broker that drops packets would otherwise hold
+/// every sending slot, and the mails and webhooks behind them).
+const RESPITE: Duration = Duration::from_secs(2);
 
 pub struct Bus {
     settings: BusSettings,
@@ -33,6 +37,8 @@ pub struct Bus {
     replies: mpsc::UnboundedSender<Update>,
     /// The connection's name on the broker.
     name: String,
+    /// Until when the brokers are taken as unreachable, and why.
+    unreachable: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
 }
 
 #[derive(Clone)]
@@ -58,16 +64,20 @@ impl Bus {
             next: AtomicUsize::new(0),
             replies: tx,
             name: format!("kazoo_port_requests {node}"),
+            unreachable: std::sync::Mutex::new(None),
         };
         (bus, rx)
     }
 
     /// The channel to publish on, connecting first if need be.
     async fn live(&self) -> Result<Live, String> {
+        self.resting()?;
         let mut live = self.live.lock().await;
         if let Some(l) = live.as_ref().filter(|l| l.connection.status().connected() && l.channel.status().connected()) {
             return Ok(l.clone());
         }
+        // another publication may have just found the brokers away
+        self.resting()?;
         *live = None;
         let mut errors = Vec::new();
         let count = self.settings.brokers.len();
@@ -86,7 +96,19 @@ impl Bus {
             }
         }
         self.next.store((first + 1) % count.max(1), Ordering::Relaxed);
-        Err(format!("Kazoo's bus is unreachable ({})", errors.join("; ")))
+        let why = format!("Kazoo's bus is unreachable ({})", errors.join("; "));
+        if let Ok(mut u) = self.unreachable.lock() {
+            *u = Some((tokio::time::Instant::now() + RESPITE, why.clone()));
+        }
+        Err(why)
+    }
+
+    /// Fails at once while the brokers are taken as unreachable.
+    fn resting(&self) -> Result<(), String> {
+        match self.unreachable.lock().ok().and_then(|u| u.clone()) {
+            Some((until, why)) if tokio::time::Instant::now() < until => Err(why),
+            _ => Ok(()),
+        }
     }
 
     async fn connect(&self, url: &str) -> Result<Live, lapin::Error> {
