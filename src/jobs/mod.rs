@@ -2,7 +2,7 @@
 //!
 //! | job | what it does | setting |
 //! |---|---|---|
-//! | `delivery` | makes the delivery records of saved events and sends them (mail, webhook, carrier push) | `DELIVERY_WORKER` |
+//! | `delivery` | makes the delivery records of saved events and sends them (mail, webhook, carrier push, Kazoo's bus), in order per endpoint | `DELIVERY_WORKER` |
 //! | `conflict_resolution` | merges a request held in conflicting revisions | `CONFLICT_RESOLUTION` |
 //! | `claim_adoption` | claims the numbers of open requests written elsewhere | `CLAIM_ADOPTION` |
 //! | `completion_repair` | undoes the number documents of completions never saved | `COMPLETION_REPAIR` |
