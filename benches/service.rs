@@ -1147,23 +1147,13 @@ async fn deliveries(ctx: &Ctx, label: &str) {
         acked.push((format!("{id}:\"submitted\""), Instant::now()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while arrived.lock().unwrap().len() < acked.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let seen = arrived.lock().unwrap().clone();
-    let mut latencies: Vec<Duration> =
-        acked.iter().filter_map(|(k, at)| seen.get(k).map(|t| t.saturating_duration_since(*at))).collect();
-    let missing = acked.len() - latencies.len();
-    println!("\n### Delivery latency ({label}; webhook of a submission, from the acknowledgement to its arrival)\n");
-    println!("| submissions | p50 | p95 | max | missing | target |\n|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {missing} | p95 ≤ 1 s |",
-        acked.len(),
-        ms(percentile(&mut latencies, 0.5)),
-        ms(percentile(&mut latencies, 0.95)),
-        ms(percentile(&mut latencies, 1.0))
-    );
+    let seen = arrived.clone();
+    latency_table(
+        &format!("Delivery latency ({label}; webhook of a submission, from the acknowledgement to its arrival)"),
+        &acked,
+        move || seen.lock().unwrap().clone(),
+    )
+    .await;
     drop(service);
 }
 
@@ -1225,25 +1215,11 @@ async fn bus(ctx: &Ctx, label: &str) {
         acked.push((id, Instant::now()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while heard.lock().unwrap().len() < acked.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let seen = heard.lock().unwrap().clone();
-    let mut latencies: Vec<Duration> =
-        acked.iter().filter_map(|(id, at)| seen.get(id).map(|t| t.saturating_duration_since(*at))).collect();
-    let missing = acked.len() - latencies.len();
-    println!(
-        "\n### Publish latency ({label}; two instances, 100 submissions, from the acknowledgement to the message on RabbitMQ)\n"
+    let seen = heard.clone();
+    let title = format!(
+        "Publish latency ({label}; two instances, 100 submissions, from the acknowledgement to the message on RabbitMQ)"
     );
-    println!("| submissions | p50 | p95 | max | missing | target |\n|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {missing} | p95 ≤ 1 s |",
-        acked.len(),
-        ms(percentile(&mut latencies, 0.5)),
-        ms(percentile(&mut latencies, 0.95)),
-        ms(percentile(&mut latencies, 1.0))
-    );
+    latency_table(&title, &acked, move || seen.lock().unwrap().clone()).await;
     drop(services);
     render_cost();
 }
@@ -1304,6 +1280,32 @@ fn render_cost() {
         dtl_each.as_secs_f64() * 1e6
     );
     println!("| parsing that stored template | {:.1} µs | |", parse_each.as_secs_f64() * 1e6);
+}
+
+/// Waits up to 60 s for every acknowledged key to arrive (`arrived` reads what did, and when),
+/// then prints p50, p95 and max from acknowledgement to arrival.
+async fn latency_table(
+    title: &str,
+    acked: &[(String, Instant)],
+    arrived: impl Fn() -> std::collections::HashMap<String, Instant>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrived().len() < acked.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = arrived();
+    let mut latencies: Vec<Duration> =
+        acked.iter().filter_map(|(k, at)| seen.get(k).map(|t| t.saturating_duration_since(*at))).collect();
+    let missing = acked.len() - latencies.len();
+    println!("\n### {title}\n");
+    println!("| submissions | p50 | p95 | max | missing | target |\n|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {missing} | p95 ≤ 1 s |",
+        acked.len(),
+        ms(percentile(&mut latencies, 0.5)),
+        ms(percentile(&mut latencies, 0.95)),
+        ms(percentile(&mut latencies, 1.0))
+    );
 }
 
 /// At least 100,000 random, mostly hostile requests over the whole API (`FUZZ_REQUESTS`

@@ -41,7 +41,8 @@ pub fn kazoo_exchange() -> ExchangeDeclareOptions {
     ExchangeDeclareOptions { durable: false, auto_delete: false, ..ExchangeDeclareOptions::default() }
 }
 
-pub async fn listen(url: &str, queue: &str, durable: bool) -> Listener {
+/// A channel with `queue` bound as teletype binds (`notifications.*.*`), and a consumer on it.
+pub async fn bound_as_teletype(url: &str, queue: &str, durable: bool) -> (Connection, Channel, lapin::Consumer) {
     let connection = connect(url).await;
     let channel = connection.create_channel().await.unwrap();
     channel
@@ -54,8 +55,13 @@ pub async fn listen(url: &str, queue: &str, durable: bool) -> Listener {
         .queue_bind(queue, "notifications", "notifications.*.*", QueueBindOptions::default(), FieldTable::default())
         .await
         .unwrap();
-    let mut consumer =
+    let consumer =
         channel.basic_consume(queue, "", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    (connection, channel, consumer)
+}
+
+pub async fn listen(url: &str, queue: &str, durable: bool) -> Listener {
+    let (connection, channel, mut consumer) = bound_as_teletype(url, queue, durable).await;
     let heard = Arc::new(Mutex::new(Vec::new()));
     let h = heard.clone();
     tokio::spawn(async move {

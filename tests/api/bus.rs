@@ -1,16 +1,13 @@
 //! Kazoo's AMQP bus: the port events on a real RabbitMQ (the one scripts/test.sh starts, or a
 //! test's own), checked as Kazoo's consumers take them.
 
-use crate::amqp::{amqp_url, check_kapi, connect, kazoo_exchange, listen};
+use crate::amqp::{amqp_url, bound_as_teletype, check_kapi, listen};
 use crate::helpers::{Ports, TestApp, receiver, spawn_app_with, tree};
 use crate::kazoo::{Account, hex32, now_gregorian, random_number};
 use futures_util::StreamExt;
 use kazoo_port_requests::configuration::{BusSettings, Settings};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, ExchangeKind};
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicPublishOptions};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -119,21 +116,8 @@ async fn teletype(
     url: &str,
     answer: impl Fn(&Value, usize) -> Option<&'static str> + Send + 'static,
 ) -> Arc<Mutex<Vec<Value>>> {
-    let connection = connect(url).await;
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare("notifications", ExchangeKind::Topic, kazoo_exchange(), FieldTable::default())
-        .await
-        .unwrap();
     let queue = format!("teletype-{}", hex32());
-    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-    channel.queue_declare(&queue, options, FieldTable::default()).await.unwrap();
-    channel
-        .queue_bind(&queue, "notifications", "notifications.*.*", QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
-    let mut consumer =
-        channel.basic_consume(&queue, "", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let (connection, channel, mut consumer) = bound_as_teletype(url, &queue, false).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     tokio::spawn(async move {

@@ -205,7 +205,6 @@ pub async fn deliver(state: &AppState, record: &DeliveryDoc, mail: Mail<'_>) -> 
     }
 
     // the subject: the document's, else teletype's default, else ours; always escaped
-    let own = state.mailer.render(template, &mail.data)?;
     let mut subject = None;
     for (what, source) in
         [("subject", settings.subject.text()), ("teletype's default subject", teletype::default_subject(template))]
@@ -238,9 +237,14 @@ pub async fn deliver(state: &AppState, record: &DeliveryDoc, mail: Mail<'_>) -> 
     for n in &notes {
         tracing::warn!(record = %record.id, note = %n, "a stored template was not used");
     }
-    let rendered = match bodies {
-        Some((html, text)) => Rendered { subject: subject.unwrap_or(own.subject), html, text },
-        None => Rendered { subject: subject.unwrap_or(own.subject), ..own },
+    // this service's own template only for what the stored ones did not give
+    let rendered = match (subject, bodies) {
+        (Some(subject), Some((html, text))) => Rendered { subject, html, text },
+        (subject, bodies) => {
+            let own = state.mailer.render(template, &mail.data)?;
+            let (html, text) = bodies.unwrap_or((own.html, own.text));
+            Rendered { subject: subject.unwrap_or(own.subject), html, text }
+        }
     };
     let outgoing = Outgoing {
         to: &to,
