@@ -323,6 +323,7 @@ async fn submit_for_creator(state: &Arc<AppState>, opened: &Opened, request_id: 
         data: &json!({}),
         reason: Some("Submitted when the customer signed the Letter of Authorization".into()),
         accept_charges: false,
+        reason_code: None,
     };
     requests::move_to(&ask, &opened.doc.id, PortState::Submitted, &asked).await.map(|_| ())
 }

@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod claims;
 pub mod completion;
 pub mod customer;
+pub mod desk;
 pub mod error;
 pub mod fone;
 pub mod import;

@@ -5,10 +5,12 @@
 use super::accounts::{account_name, actor, commenter, find_authority};
 use super::claims::{self, Ahead, Asking};
 use super::completion;
+use super::desk;
 use super::error::{AppError, IntoResult};
 use super::write::{Again, Ask, Held, Who, Write, change, load_in_scope};
 use crate::domain::charges;
 use crate::domain::comments;
+use crate::domain::desk::fingerprint as desk_fingerprint;
 use crate::domain::documents::fields::{List, Slot};
 use crate::domain::documents::port_request::Comment;
 use crate::domain::documents::port_request::{AcceptedCharges, PortRequest};
@@ -280,6 +282,7 @@ async fn transition_what(
         previous: Some(from),
         reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
         reason_author,
+        rejection: None,
         carrier_push,
     })
 }
@@ -465,6 +468,8 @@ pub struct MoveAsk<'a> {
     pub reason: Option<String>,
     /// `accept_charges=true` was given.
     pub accept_charges: bool,
+    /// `reason_code`: a code of the rejection catalogue in effect (rejections only).
+    pub reason_code: Option<String>,
 }
 
 /// `PATCH /{id}/{state}`: body fields and comments are merged first, then the move.
@@ -499,6 +504,7 @@ pub async fn move_to(ask: &Ask<'_>, id: &PortRequestId, to: PortState, asked: &M
         // the state machine decides first: a refused move is refused whatever the body says
         let role = if is_auth { Role::Authority } else { Role::Member };
         policy?.check(from, to, role).map_err(|error| AppError::Transition { to, error })?;
+        let rejection = desk::rejection_named(state, doc, to, asked.reason_code.as_deref()).await?;
         let edit = prepare_edit(ask, doc, pr::patched_public(doc, &data), is_auth).await?;
         if edit.numbers_changed && !from.is_editable() && !ask.who.is_superduper_admin() {
             return Err(AppError::NotEditable(from));
@@ -522,13 +528,19 @@ pub async fn move_to(ask: &Ask<'_>, id: &PortRequestId, to: PortState, asked: &M
         }
         let actor = actor(&state.directory, ask.who).await?;
         let at = now_gregorian();
-        let reason = asked.reason.as_deref();
+        // a code alone still gives Kazoo's clients and templates a reason to show: its title
+        let reason = asked.reason.as_deref().filter(|r| !r.is_empty()).or(rejection.as_ref().map(|r| r.title.as_str()));
         // a move of the request moves every number still on it
         number_progress::clear_for_request_move(&mut new_doc);
-        record_transition(&mut new_doc, to, transition_entry(Some(from), to, &actor, reason, at));
+        let mut entry = transition_entry(Some(from), to, &actor, reason, at);
+        desk_fingerprint::mark(&mut entry, &new_doc, from, to, rejection.clone());
+        record_transition(&mut new_doc, to, entry);
         // new comments first, as Kazoo sends them
         let mut events = comment_events(ask, &new_doc, &edit.new_comments);
-        let what = transition_what(state, &new_doc, from, to, reason, actor.reason_author()).await?;
+        let mut what = transition_what(state, &new_doc, from, to, reason, actor.reason_author()).await?;
+        if let What::Transition { rejection: r, .. } = &mut what {
+            *r = rejection;
+        }
         events.push(ask.event(&new_doc, at, what));
         if to == PortState::Completed {
             let numbers: Vec<PhoneNumber> = new_doc.numbers()?.keys().cloned().collect();

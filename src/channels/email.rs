@@ -62,7 +62,7 @@ fn load(dir: &Path, kind: &str, escape: bool) -> anyhow::Result<Handlebars<'stat
     if !escape {
         hb.register_escape_fn(handlebars::no_escape);
     }
-    for partial in ["_layout", "_reason", "_summary"] {
+    for partial in ["_layout", "_reason", "_rejection", "_summary"] {
         let path = dir.join(format!("{partial}.{kind}.hbs"));
         if path.exists() {
             hb.register_template_file(partial, &path).with_context(|| format!("email template {}", path.display()))?;

@@ -99,6 +99,10 @@ pub fn message(event: &Event, name: &str, doc: &PortRequest, msg_id: &str, publi
                 if let Some(a) = &origin.authorized_by {
                     r["account_id"] = json!(a);
                 }
+                if let What::Transition { rejection: Some(code), .. } = &event.what {
+                    r["reason_code"] = json!(code.code);
+                    r["rejection"] = json!(code);
+                }
                 out.insert("Reason".into(), r);
             }
         }
@@ -173,6 +177,7 @@ mod tests {
             previous: None,
             reason: Some("bad bill".into()),
             reason_author: None,
+            rejection: None,
             carrier_push: false,
         };
         assert_eq!(event_name(&rejected), Some("port_rejected"));

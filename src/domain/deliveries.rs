@@ -204,6 +204,7 @@ mod tests {
                 previous: None,
                 reason: None,
                 reason_author: None,
+                rejection: None,
                 carrier_push: false,
             },
             webhook_url: None,

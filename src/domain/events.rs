@@ -5,6 +5,7 @@
 //! a stable id. Delivery workers derive one delivery record per event and channel from the saved
 //! document, with an id made from the event's, so whoever derives it gets the same record.
 
+use super::desk::rejection_codes::RejectionCode;
 use super::documents::fields::{List, Slot};
 use super::documents::port_request::{Comment, PortRequest};
 use super::notifications::{
@@ -65,6 +66,9 @@ pub enum What {
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason_author: Option<String>,
+        /// A rejection's code, as the catalogue said it then (its title and fix).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rejection: Option<RejectionCode>,
         /// Push the submitted request to the owner's `submitted_port_requests_url`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         carrier_push: bool,
@@ -236,6 +240,7 @@ mod tests {
                 previous: None,
                 reason: Some("ok".into()),
                 reason_author: None,
+                rejection: None,
                 carrier_push: push,
             },
             webhook_url: webhook.then(|| "https://hooks.example.com/x".into()),

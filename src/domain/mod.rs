@@ -10,6 +10,7 @@ pub mod comments;
 pub mod conflicts;
 pub mod customer;
 pub mod deliveries;
+pub mod desk;
 pub mod documents;
 pub mod events;
 pub mod export;

@@ -1,6 +1,7 @@
 //! Which notifications an event causes, and what they say (Kazoo 4.3's `cb_port_requests` and
 //! teletype's port templates): plain functions; `jobs::delivery` does the I/O.
 
+use super::desk::rejection_codes::RejectionCode;
 use super::documents::account::AccountDoc;
 use super::documents::fields::Slot;
 use super::documents::port_request::{Comment, PortRequest};
@@ -219,6 +220,8 @@ pub struct Happening {
     pub at: Option<i64>,
     /// The number that moved on its own, where it went and where from.
     pub number: Option<(PhoneNumber, PortState, Option<PortState>)>,
+    /// A rejection's code, with its title, meaning, fix and fields.
+    pub rejection: Option<RejectionCode>,
 }
 
 /// `{id, name, realm}` of an account, for the templates.
@@ -299,6 +302,9 @@ pub fn email_data(
             "date": date(happening.at, tz),
             "user": { "author": happening.reason_author.clone().unwrap_or_else(|| "An agent".into()) },
         });
+    }
+    if let Some(r) = &happening.rejection {
+        data["rejection"] = json!(r);
     }
     if let Some((number, state, previous)) = &happening.number {
         data["number_progress"] = json!({

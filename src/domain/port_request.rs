@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 /// Computed for the public view; never stored.
 pub const VIEW_ONLY_KEYS: [&str; 7] = ["id", "created", "updated", "uploads", "port_state", "sent", "_read_only"];
 /// Request values that steer an operation and must not end up in the document.
-const REQUEST_ONLY_KEYS: [&str; 4] = ["reason", "accept_charges", "auth_token", "verb"];
+const REQUEST_ONLY_KEYS: [&str; 5] = ["reason", "reason_code", "accept_charges", "auth_token", "verb"];
 
 /// Attachment stubs without `digest`, `revpos` and `stub`.
 pub fn uploads(doc: &PortRequest) -> Value {
@@ -283,7 +283,12 @@ pub fn timeline(doc: &PortRequest, show_private: bool) -> Vec<Value> {
         .into_iter()
         .map(|c| (c.at(), serde_json::to_value(c).unwrap_or(Value::Null)))
         .collect();
-    let entry = |t: &Transition| (t.timestamp.copied().unwrap_or(0), serde_json::to_value(t).unwrap_or(Value::Null));
+    let entry = |t: &Transition| {
+        let mut shown = t.clone();
+        // the fingerprint is the service's bookkeeping; what changed is shown on the resubmission
+        shown.fingerprint.clear();
+        (t.timestamp.copied().unwrap_or(0), serde_json::to_value(shown).unwrap_or(Value::Null))
+    };
     // transitions are stored newest first: oldest first keeps same-second entries in order
     items.extend(doc.transitions().rev().map(entry));
     items.extend(doc.number_transitions.entries().rev().map(entry));

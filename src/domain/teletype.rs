@@ -146,6 +146,7 @@ pub fn data(doc: &PortRequest, accounts: &Accounts<'_>, happening: &Happening, t
                 "content": reason,
                 "date": date(happening.at, tz),
                 "user": { "author": happening.reason_author.clone().unwrap_or_else(|| "An agent".into()) },
+                "rejection": happening.rejection,
             }),
         );
     }

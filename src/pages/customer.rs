@@ -259,6 +259,12 @@ async fn render_page(
     };
     let port_state = doc.state().ok();
     let stored = doc.to_value();
+    // a rejection with a code names the fields to correct: the page highlights them
+    let rejection = (port_state == Some(PortState::Rejected))
+        .then(|| crate::domain::port_request::last_transition_to(doc, PortState::Rejected))
+        .flatten()
+        .and_then(|t| t.rejection.get().cloned());
+    let to_correct = |name: &str| rejection.as_ref().is_some_and(|r| r.fields.iter().any(|f| f == name));
     let fields: Vec<Value> = FIELDS
         .iter()
         .map(|(name, label, autocomplete)| {
@@ -277,6 +283,7 @@ async fn render_page(
                 "type": if *name == "bill.pin" { "password" } else if *name == "bill.btn" { "tel" } else { "text" },
                 "placeholder": if pin_stored { "stored; type a new one to change it" } else { "" },
                 "error": shown.field_errors.get(*name),
+                "to_correct": to_correct(name),
             })
         })
         .collect();
@@ -292,6 +299,8 @@ async fn render_page(
         "numbers": numbers,
         "carrier": doc.carrier().unwrap_or("your current provider"),
         "state_label": state_label(port_state),
+        "rejection": rejection,
+        "bill_to_correct": to_correct("attachments.bill"),
         "editable": port_state.is_some_and(cust::open_to_customer),
         "fields": fields,
         "uploads": files,

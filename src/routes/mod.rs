@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod customer_links;
+pub mod desk;
 pub mod fone;
 pub mod listings;
 pub mod operations;
@@ -26,6 +27,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 /// Routes are matched in this order: the request and its sub-resources first, as they are
 /// what clients ask for most.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    desk::configure(cfg);
     port_requests::configure(cfg);
     attachments::configure(cfg);
     customer_links::configure(cfg);

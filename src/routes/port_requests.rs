@@ -182,8 +182,12 @@ pub async fn transition(
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
-    let asked =
-        MoveAsk { data: ctx.data(), reason: ctx.req_str("reason"), accept_charges: ctx.req_true("accept_charges") };
+    let asked = MoveAsk {
+        data: ctx.data(),
+        reason: ctx.req_str("reason"),
+        accept_charges: ctx.req_true("accept_charges"),
+        reason_code: ctx.req_str("reason_code"),
+    };
     Ok(answer(requests::move_to(&ctx.ask(&account), &request_id(&id)?, to, &asked).await?))
 }
 

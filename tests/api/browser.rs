@@ -71,3 +71,38 @@ async fn a_customer_signs_in_a_real_browser() {
     let to_authority = wait_mails(&maildev, &support_email(&t.reseller), 1).await;
     assert_eq!(to_authority.iter().filter(|m| signed_mail(m)).count(), 1);
 }
+
+#[tokio::test]
+async fn a_rejected_customer_sees_the_fix_and_the_fields_to_correct_highlighted() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let submitter = format!("browser-{}@example.com", &hex32()[..10]);
+    let id = request_for_customer(&app, &t.customer, &submitter).await;
+    let ports = crate::helpers::Ports::new(&app, &t.customer);
+    let (status, body) = ports.to(&app.token(&t.customer), &id, "submitted", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        ports.to(&app.token(&t.reseller), &id, "rejected", Some(json!({"reason_code": "wrong_pin"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = make_link(&app, &t.customer, &id, json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    let link = body["data"]["url"].as_str().unwrap().to_owned();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/artifacts/customer-page");
+    std::fs::create_dir_all(&out).unwrap();
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/rejected_page.mjs"))
+        .arg(&link)
+        .arg(&out)
+        .env("KPR_NODE_MODULES", root.join("scripts/devstack/node_modules"))
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        run.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.join("7-rejected.png").exists());
+}

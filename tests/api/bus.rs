@@ -47,7 +47,10 @@ async fn each_port_event_is_published_once_as_kazoo_takes_it() {
     assert_eq!(status, 200, "{body}");
     ports.walk(&authority, &id, &["pending", "scheduled", "completed"]).await;
     let other = create(&app, &t.customer, None).await;
-    ports.walk(&authority, &other, &["submitted", "rejected"]).await;
+    ports.walk(&authority, &other, &["submitted"]).await;
+    let (status, body) =
+        ports.to(&authority, &other, "rejected", Some(json!({"reason_code": "bill_missing_or_old"}))).await;
+    assert_eq!(status, 200, "{body}");
     let dropped = create(&app, &t.customer, None).await;
     ports.walk(&member, &dropped, &["canceled"]).await;
 
@@ -70,9 +73,15 @@ async fn each_port_event_is_published_once_as_kazoo_takes_it() {
     assert_eq!(heard[1].body["Comment"]["content"], "need the bill");
     let ids: std::collections::HashSet<&str> = heard.iter().map(|h| h.body["Msg-ID"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 5, "each event its own Msg-ID");
-    let others: Vec<String> =
-        listener.wait(&other, 2).await.iter().map(|h| h.body["Event-Name"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(others, ["port_request", "port_rejected"]);
+    let others = listener.wait(&other, 2).await;
+    let names: Vec<&str> = others.iter().map(|h| h.body["Event-Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["port_request", "port_rejected"]);
+    // a coded rejection: the code's title is the reason, the code and its fix beside it
+    let reason = &others[1].body["Reason"];
+    assert_eq!(reason["content"], "Bill missing or too old");
+    assert_eq!(reason["reason_code"], "bill_missing_or_old");
+    assert_eq!(reason["rejection"]["fields"], json!(["attachments.bill"]));
+    check_kapi(&others[1]);
     let canceled = listener.wait(&dropped, 1).await;
     assert_eq!(canceled.len(), 1);
     assert_eq!(canceled[0].body["Event-Name"], "port_cancel");

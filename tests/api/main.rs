@@ -12,6 +12,7 @@ mod bus;
 mod comments;
 mod customer;
 mod deliveries;
+mod desk;
 mod envelope;
 mod faults;
 mod fone;

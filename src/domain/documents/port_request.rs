@@ -6,6 +6,7 @@
 
 use super::fields::{Flag, List, Slot, Unreadable, stored};
 use crate::domain::customer::{Link, Signature};
+use crate::domain::desk::rejection_codes::RejectionCode;
 use crate::domain::events::Event;
 use crate::domain::ids::{AccountId, PortRequestId};
 use crate::domain::phone_number::PhoneNumber;
@@ -103,6 +104,12 @@ stored! {
         "timestamp" timestamp: i64, "type" kind: String, "reason" reason: String, "transition" transition: Move,
         "number" number: PhoneNumber, "progress" progress: Move,
         "authorization" authorization: Value,
+        // this service's: a rejection's code, the catalogue entry it named, and a fingerprint
+        // of the request's fields (`domain::desk::fingerprint`); a resubmission's fields
+        // changed since that rejection
+        "reason_code" reason_code: String, "rejection" rejection: RejectionCode,
+        "fingerprint" fingerprint: Map<String, Value>,
+        "changed_since_rejection" changed_since_rejection: Vec<String>,
     }
     /// `{"new": state, "previous": state}`.
     pub struct Move [] { "new" to: StoredState, "previous" previous: StoredState }

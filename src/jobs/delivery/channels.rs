@@ -96,9 +96,10 @@ async fn attachments(state: &AppState, doc: &PortRequest) -> Result<Vec<File>, S
 /// What the templates say happened.
 fn happening(event: Option<&Event>) -> Happening {
     match event.map(|e| (e, &e.what)) {
-        Some((e, What::Transition { reason, reason_author, .. })) => Happening {
+        Some((e, What::Transition { reason, reason_author, rejection, .. })) => Happening {
             reason: reason.clone(),
             reason_author: reason_author.clone(),
+            rejection: rejection.clone(),
             at: Some(e.at),
             ..Happening::default()
         },
@@ -179,9 +180,12 @@ async fn deliver_webhook(
         Err(Refusal::NotNow(why)) => return Err(why),
     };
     let mut body = match &event.what {
-        What::Transition { state: to, previous, reason, .. } => {
+        What::Transition { state: to, previous, reason, rejection, .. } => {
             let mut b = webhook_body("transition", doc, *previous, reason.as_deref(), now_unix());
             b["port_state"] = json!(to);
+            if let Some(r) = rejection {
+                b["rejection"] = json!(r);
+            }
             b
         }
         What::Comment { .. } => webhook_body("comment", doc, None, None, now_unix()),

@@ -1,0 +1,1 @@
+//! What needs attention (filled in by the attention slice).

@@ -1,0 +1,1 @@
+//! Business hours (filled in by the attention slice).

@@ -1,0 +1,1 @@
+//! The report per losing carrier (filled in by the report slice).
