@@ -93,3 +93,22 @@ pub async fn commenter(directory: &Directory, who: &Who) -> Result<Commenter, Ap
     };
     Ok(Commenter { account_id: account.id.to_string(), user_id: user_id.clone(), full_name })
 }
+
+/// The account's time zone as Kazoo reads it (`kzd_accounts:timezone`): its own, else the
+/// nearest ancestor's (`inherit` or none), else `system_config/accounts`' `default_timezone`,
+/// else America/Los_Angeles.
+pub async fn kazoos_timezone(directory: &Directory, owner: &Account) -> chrono_tz::Tz {
+    let parse = crate::domain::schedule::parse_timezone;
+    if let Some(tz) = owner.own_timezone().and_then(parse) {
+        return tz;
+    }
+    for ancestor in owner.tree().iter().rev() {
+        if let Ok(Some(a)) = directory.account(ancestor).await
+            && let Some(tz) = a.own_timezone().and_then(parse)
+        {
+            return tz;
+        }
+    }
+    let default = directory.config_value("accounts", "default_timezone").await.ok().flatten();
+    default.as_ref().and_then(serde_json::Value::as_str).and_then(parse).unwrap_or(chrono_tz::America::Los_Angeles)
+}

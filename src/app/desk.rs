@@ -2,16 +2,21 @@
 //! authority's account database over the shipped defaults), the rejection catalogue in effect,
 //! what needs attention, and the report per losing carrier.
 
-use super::accounts::find_authority;
+use super::accounts::{find_authority, kazoos_timezone};
 use super::error::AppError;
+use super::listings::{ListingAsk, Listed, Scope, Segment, paged, read_page};
 use crate::domain::desk::DeskConfig;
+use crate::domain::desk::attention::{self, Actor, Rule};
+use crate::domain::desk::calendar::Calendar;
+use crate::domain::time::now_gregorian;
+use crate::store::views::OWN_DDOC;
 use crate::domain::desk::rejection_codes::{self, RejectionCode};
 use crate::domain::documents::port_request::PortRequest;
 use crate::domain::ids::AccountId;
 use crate::domain::port_state::PortState;
 use crate::state::AppState;
 use crate::store::directory::Account;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// An authority's desk configuration (none: the defaults).
 pub async fn config(state: &AppState, authority: &AccountId) -> Result<DeskConfig, AppError> {
@@ -63,4 +68,165 @@ pub async fn rejection_named(
             }),
         )),
     }
+}
+
+/// What an authority's desk counts with: its rules in effect and its business calendar (the
+/// configuration's hours, in its time zone: the configured one, else the authority account's
+/// as Kazoo reads it).
+pub struct Desk {
+    pub authority: AccountId,
+    pub config: DeskConfig,
+    pub rules: Vec<Rule>,
+    pub calendar: Calendar,
+}
+
+pub async fn desk_of(state: &AppState, authority: &AccountId) -> Result<Desk, AppError> {
+    let config = config(state, authority).await?;
+    let tz = match state.directory.account(authority).await? {
+        Some(account) => kazoos_timezone(&state.directory, &account).await,
+        None => chrono_tz::UTC,
+    };
+    let rules = attention::in_effect(config.attention_rules.as_ref());
+    let calendar = Calendar::configured(tz, config.business_hours.as_ref());
+    Ok(Desk { authority: authority.clone(), config, rules, calendar })
+}
+
+/// The desk of the authority of a listing's scope.
+pub async fn desk_for_scope(state: &AppState, scope: &Scope, account: &Account) -> Result<Desk, AppError> {
+    match scope {
+        Scope::Agent { authority, .. } => desk_of(state, authority).await,
+        Scope::Account(_) => desk_of(state, &find_authority(&state.directory, account).await?).await,
+        // an account whose whitelabel names itself is its descendants' port authority
+        Scope::Descendants(_) => {
+            let names_itself = state
+                .directory
+                .whitelabel(&account.id)
+                .await?
+                .and_then(|wl| crate::domain::authority::whitelabel_authority(&wl))
+                .is_some_and(|a| a == account.id);
+            let authority =
+                if names_itself { account.id.clone() } else { find_authority(&state.directory, account).await? };
+            desk_of(state, &authority).await
+        }
+    }
+}
+
+/// `GET .../attention`: the requests of a scope that need attention now, the most urgent rule
+/// first and within it the longest waiting; each with the rule, who acts, since when and what
+/// to do. Paged like the listings; `who` keeps the rules of one actor.
+pub async fn attention(
+    state: &AppState,
+    scope: &Scope,
+    desk: &Desk,
+    ask: &ListingAsk,
+    who: Option<&str>,
+) -> Result<Listed, AppError> {
+    let actor = match who {
+        None => None,
+        Some(w) => Some(Actor::parse(w).ok_or_else(|| {
+            AppError::field(
+                "who",
+                "enum",
+                json!({
+                    "message": "Value not found in enumerated list of values",
+                    "value": w,
+                    "target": ["authority", "submitter", "customer"],
+                }),
+            )
+        })?),
+    };
+    let now = now_gregorian();
+    let mut segments = Vec::new();
+    let mut rule_of = Vec::new();
+    for (i, rule) in desk.rules.iter().enumerate() {
+        if actor.is_some_and(|a| a != rule.who) {
+            continue;
+        }
+        let bound = rule.bound(&desk.calendar, now);
+        for st in &rule.states {
+            let mut prefix = scope.own_prefix();
+            prefix.extend([json!(st), json!(rule.anchor.as_str())]);
+            segments.push(Segment { ddoc: OWN_DDOC, view: "attention", prefix, bounds: Some((0, bound)) });
+            rule_of.push(i);
+        }
+    }
+    let page_size = ask.page_size()?.unwrap_or(50);
+    let cursor = ask.cursor(segments.len().max(1))?;
+    let page = read_page(state, &segments, Some(page_size), cursor, false).await?;
+    let mut rows = Vec::new();
+    for (doc, stage) in page.docs.iter().zip(&page.stages) {
+        let rule = &desk.rules[rule_of[*stage]];
+        // a request shows once, under the most urgent rule holding it (of those asked for)
+        let first = desk
+            .rules
+            .iter()
+            .filter(|r| actor.is_none_or(|a| a == r.who))
+            .find_map(|r| r.holds(doc, &desk.calendar, now).map(|at| (r, at)));
+        if let Some((r, at)) = first.filter(|(r, _)| r.id == rule.id) {
+            rows.push(attention_row(doc, r, at, &desk.calendar));
+        }
+    }
+    let names = state.directory.account_names(&rows.iter().filter_map(|(a, _)| a.clone()).collect::<Vec<_>>()).await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|(account, mut row)| {
+            row["account_name"] = json!(account.and_then(|a| names.get(&a).map(|n| n.to_string())));
+            row
+        })
+        .collect();
+    let count = data.len();
+    Ok(paged(json!(data), count, ask, page.next))
+}
+
+/// One request needing attention, as the listing shows it (and the account to name).
+fn attention_row(doc: &PortRequest, rule: &Rule, at: i64, cal: &Calendar) -> (Option<AccountId>, Value) {
+    let numbers: Vec<String> = doc.numbers.get().map(|n| n.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
+    let account = doc.owner().cloned();
+    let mut row = json!({
+        "id": doc.id,
+        "name": doc.name.get(),
+        "account_id": account,
+        "port_state": doc.shown_state(),
+        "numbers": numbers,
+        "carrier": doc.carrier(),
+        "rule": rule.id,
+        "title": rule.title,
+        "who": rule.who,
+        "action": rule.action,
+        "since": at,
+        "attention_since": rule.due_at(cal, at),
+        "transfer_date": doc.transfer_date.get(),
+        "scheduled_date": doc.scheduled_date.get(),
+    });
+    if rule.who == Actor::Customer {
+        if let Some(owner) = &account {
+            row["customer_link"] = json!(format!("/v2/accounts/{owner}/port_requests/{}/customer_link", doc.id));
+        }
+    }
+    (account, row)
+}
+
+/// The request's times in attention, as timeline entries (`attention` entries that say
+/// whether it entered or left, under which rule).
+pub async fn attention_timeline(state: &AppState, doc: &PortRequest) -> Result<Vec<Value>, AppError> {
+    let Some(authority) = doc.authority.get() else { return Ok(vec![]) };
+    let desk = desk_of(state, authority).await?;
+    let mut out = Vec::new();
+    for ep in attention::episodes(&desk.rules, doc, &desk.calendar, now_gregorian()) {
+        let shown = |event: &str, at: i64| {
+            json!({
+                "timestamp": at,
+                "type": "attention",
+                "attention": {
+                    "event": event, "rule": ep.rule.id, "title": ep.rule.title,
+                    "who": ep.rule.who, "action": ep.rule.action,
+                },
+            })
+        };
+        out.push(shown("entered", ep.entered));
+        if let Some(left) = ep.left {
+            out.push(shown("left", left));
+        }
+    }
+    Ok(out)
 }

@@ -50,7 +50,7 @@ impl Scope {
     }
 
     /// The key prefix of our views (`listing_by_group`, `last_submitted`).
-    fn own_prefix(&self) -> Vec<Value> {
+    pub(crate) fn own_prefix(&self) -> Vec<Value> {
         match self {
             Scope::Account(a) => vec![json!("account"), json!(a)],
             Scope::Descendants(a) => vec![json!("ancestor"), json!(a)],
@@ -117,7 +117,7 @@ impl Default for Of {
 }
 
 impl ListingAsk {
-    fn page_size(&self) -> Result<Option<usize>, AppError> {
+    pub(crate) fn page_size(&self) -> Result<Option<usize>, AppError> {
         match &self.page_size {
             None => Ok(None),
             Some(raw) => match raw.parse::<usize>() {
@@ -131,7 +131,7 @@ impl ListingAsk {
         }
     }
 
-    fn cursor(&self, stages: usize) -> Result<Option<Cursor>, AppError> {
+    pub(crate) fn cursor(&self, stages: usize) -> Result<Option<Cursor>, AppError> {
         match &self.start_key {
             None => Ok(None),
             Some(raw) => Cursor::decode(raw, stages).map(Some).ok_or_else(|| {
@@ -213,12 +213,12 @@ fn is_ranged_listing(types: &Types) -> bool {
 }
 
 /// One key range of a listing: `prefix` then, within `bounds`, the rest of the key.
-struct Segment {
-    ddoc: &'static str,
-    view: &'static str,
-    prefix: Vec<Value>,
+pub(crate) struct Segment {
+    pub(crate) ddoc: &'static str,
+    pub(crate) view: &'static str,
+    pub(crate) prefix: Vec<Value>,
     /// Bounds of the key element right after the prefix (the modified time of ranged states).
-    bounds: Option<(i64, i64)>,
+    pub(crate) bounds: Option<(i64, i64)>,
 }
 
 impl Segment {
@@ -302,12 +302,14 @@ async fn segment_rows(
 }
 
 /// A page of requests across the segments of a listing, and the cursor of the next page.
-struct Page {
-    docs: Vec<PortRequest>,
-    next: Option<Cursor>,
+pub(crate) struct Page {
+    pub(crate) docs: Vec<PortRequest>,
+    /// The segment each request was read from.
+    pub(crate) stages: Vec<usize>,
+    pub(crate) next: Option<Cursor>,
 }
 
-async fn read_page(
+pub(crate) async fn read_page(
     state: &AppState,
     segments: &[Segment],
     page_size: Option<usize>,
@@ -333,7 +335,8 @@ async fn read_page(
         }),
         _ => None,
     };
-    Ok(Page { docs: rows.into_iter().map(|(_, _, d)| d).collect(), next })
+    let stages = rows.iter().map(|(stage, _, _)| *stage).collect();
+    Ok(Page { docs: rows.into_iter().map(|(_, _, d)| d).collect(), stages, next })
 }
 
 /// The key ranges of a `by_types` listing (`None` for `last_submitted`, which has its own);
@@ -381,7 +384,7 @@ pub struct Paged {
     pub next_start_key: Option<String>,
 }
 
-fn paged(data: Value, count: usize, ask: &ListingAsk, next: Option<Cursor>) -> Listed {
+pub(crate) fn paged(data: Value, count: usize, ask: &ListingAsk, next: Option<Cursor>) -> Listed {
     let start_key =
         ask.start_key.clone().unwrap_or_else(|| Cursor { stage: 0, tail: vec![], id: String::new() }.encode());
     Listed { data, paged: Some(Paged { count, start_key, next_start_key: next.map(|n| n.encode()) }) }

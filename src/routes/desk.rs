@@ -3,7 +3,9 @@
 //! routes, which would take these words for request ids.
 
 use super::port_requests::BASE;
-use super::resource;
+use super::{listings, resource};
+use crate::app::listings::{Scope, agent_scope};
+use crate::store::directory::Account;
 use crate::app::desk;
 use crate::http::envelope::Reply;
 use crate::http::errors::ApiError;
@@ -12,7 +14,46 @@ use actix_web::web;
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(&format!("{BASE}/rejection_codes")).route(web::get().to(rejection_codes)));
+    cfg.service(resource(&format!("{BASE}/rejection_codes")).route(web::get().to(rejection_codes)))
+        .service(resource(&format!("{BASE}/attention")).route(web::get().to(account_attention)))
+        .service(
+            resource("/v2/accounts/{account_id}/descendants/port_requests/attention")
+                .route(web::get().to(descendants_attention)),
+        )
+        .service(resource("/v2/port_requests/attention").route(web::get().to(agent_attention)));
+}
+
+async fn attention_reply(ctx: &Ctx, scope: Scope, account: &Account, who: Option<String>) -> Result<Reply, ApiError> {
+    let desk = desk::desk_for_scope(&ctx.state, &scope, account).await?;
+    let ask = listings::asked(ctx);
+    Ok(listings::reply(desk::attention(&ctx.state, &scope, &desk, &ask, who.as_deref()).await?))
+}
+
+/// `GET .../port_requests/attention`: the account's own requests that need attention.
+pub async fn account_attention(ctx: Ctx, path: web::Path<String>) -> Result<Reply, ApiError> {
+    let account = ctx.account(&path).await?;
+    let scope = Scope::Account(account.id.clone());
+    attention_reply(&ctx, scope, &account, ctx.req_str("who")).await
+}
+
+/// `GET .../descendants/port_requests/attention`: its descendants' requests.
+pub async fn descendants_attention(ctx: Ctx, path: web::Path<String>) -> Result<Reply, ApiError> {
+    let account = ctx.account(&path).await?;
+    let scope = Scope::Descendants(account.id.clone());
+    attention_reply(&ctx, scope, &account, ctx.req_str("who")).await
+}
+
+/// `GET /v2/port_requests/attention`: what a port authority must act on across its accounts
+/// (`who=authority` unless asked otherwise; `who=all` for every rule).
+pub async fn agent_attention(ctx: Ctx) -> Result<Reply, ApiError> {
+    let scope = agent_scope(&ctx.state, &ctx.who, &ctx.caller.account).await?;
+    let who = match ctx.req_str("who") {
+        None => Some("authority".to_owned()),
+        Some(all) if all == "all" => None,
+        Some(w) => Some(w),
+    };
+    let account = ctx.caller.account.clone();
+    attention_reply(&ctx, scope, &account, who).await
 }
 
 /// `GET .../rejection_codes`: the catalogue in effect for the account's requests.

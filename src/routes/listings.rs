@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// What a listing is asked, from the request (the direction from the query string only, as in
 /// crossbar_view).
-fn asked(ctx: &Ctx) -> ListingAsk {
+pub(super) fn asked(ctx: &Ctx) -> ListingAsk {
     let flag = |k: &str| ctx.query.get(k).map(|v| v == &json!(true) || v == &json!("true"));
     let descending = match (flag("descending"), flag("ascending")) {
         (Some(d), _) => Some(d),
@@ -41,7 +41,7 @@ fn asked(ctx: &Ctx) -> ListingAsk {
 }
 
 /// A listing in the envelope (a paged one with `page_size`, `start_key`, `next_start_key`).
-fn reply(listed: Listed) -> Reply {
+pub(super) fn reply(listed: Listed) -> Reply {
     let reply = Reply::ok(listed.data).with_automatic_revision();
     match listed.paged {
         None => reply,

@@ -236,7 +236,11 @@ pub async fn timeline(ctx: Ctx, path: web::Path<(String, String)>) -> Result<Rep
     let (account_id, id) = path.into_inner();
     let account = ctx.account(&account_id).await?;
     let Saved { doc, is_authority } = requests::read(&ctx.state, &ctx.who, &account.id, &request_id(&id)?).await?;
-    Ok(Reply::ok(json!(pr::timeline(&doc, is_authority))).with_automatic_revision())
+    let mut entries = pr::timeline(&doc, is_authority);
+    entries.extend(crate::app::desk::attention_timeline(&ctx.state, &doc).await?);
+    // stable: same-second entries keep their order, attention after the change that caused it
+    entries.sort_by_key(|e| e["timestamp"].as_i64().unwrap_or(0));
+    Ok(Reply::ok(json!(entries)).with_automatic_revision())
 }
 
 /// `GET /{id}/notifications`: the delivery records of the request's emails, webhooks and

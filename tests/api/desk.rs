@@ -176,3 +176,138 @@ async fn a_coded_rejection_is_stored_mailed_hooked_and_shown_and_the_resubmissio
     let first = entries.iter().find(|e| e["transition"]["new"] == "submitted").unwrap();
     assert!(first.get("changed_since_rejection").is_none());
 }
+
+/// Thresholds of seconds for every rule, so a test sees requests enter attention.
+fn quick_rules() -> Value {
+    json!({"attention_rules": {
+        "overdue": {"after": {"seconds": 0}},
+        "at_risk": {"before": {"days": 2}},
+        "not_picked_up": {"after": {"seconds": 2}},
+        "no_scheduled_date": {"after": {"seconds": 2}},
+        "waiting_on_customer": {"after": {"seconds": 2}},
+        "unconfirmed": {"after": {"seconds": 2}},
+    }})
+}
+
+async fn new_request(app: &TestApp, account: &Account, extra: Value) -> String {
+    let mut data = json!({"name": format!("Attention {}", &hex32()[..6]), "numbers": {random_number(): {}},
+        "bill": {"carrier": "Pacific Bell"}});
+    for (k, v) in extra.as_object().unwrap() {
+        data[k] = v.clone();
+    }
+    let (status, body) = app.call(Method::PUT, &Ports::new(app, account).path(""), &app.token(account), Some(data)).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Every page of an attention listing: (id, rule, who) in order.
+async fn attention_rows(app: &TestApp, path: &str, token: &str, page_size: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    for _ in 0..20 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{path}{sep}page_size={page_size}");
+        if let Some(s) = &start {
+            url.push_str(&format!("&start_key={s}"));
+        }
+        let (status, body) = app.call(Method::GET, &url, token, None).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        for r in body["data"].as_array().unwrap() {
+            assert!(r["action"].is_string() && r["since"].is_i64() && r["attention_since"].is_i64(), "{r}");
+            out.push((r["id"].as_str().unwrap().to_owned(), r["rule"].as_str().unwrap().to_owned(), r["who"].as_str().unwrap().to_owned()));
+        }
+        match body["next_start_key"].as_str() {
+            Some(next) => start = Some(next.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("the pages never end");
+}
+
+#[tokio::test]
+async fn every_rule_takes_requests_in_and_lets_them_out_most_urgent_first() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    configure_desk(&app, &t.reseller, quick_rules()).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    let past = json!({"schedule_on": {"date_time": "2020-01-02 12:00", "timezone": "UTC"}});
+    let future = json!({"schedule_on": {"date_time": "2031-01-02 12:00", "timezone": "UTC"}});
+
+    let unconfirmed = new_request(&app, &t.customer, json!({})).await;
+    let not_picked = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&member, &not_picked, &["submitted"]).await;
+    let undated = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&authority, &undated, &["submitted", "pending"]).await;
+    let overdue = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&authority, &overdue, &["submitted", "pending"]).await;
+    let (status, body) = ports.to(&authority, &overdue, "scheduled", Some(past)).await;
+    assert_eq!(status, 200, "{body}");
+    let soon = crate::kazoo::now_gregorian() + 86_400;
+    let at_risk = new_request(&app, &t.customer, json!({"transfer_date": soon})).await;
+    ports.walk(&member, &at_risk, &["submitted"]).await;
+    let rejected = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&authority, &rejected, &["submitted", "rejected"]).await;
+    // a canceled one never needs attention
+    let canceled = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&member, &canceled, &["canceled"]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let mine = ports.path("/attention");
+    let all = attention_rows(&app, &mine, &member, 50).await;
+    let expected = [
+        (&overdue, "overdue", "authority"),
+        (&at_risk, "at_risk", "authority"),
+        (&not_picked, "not_picked_up", "authority"),
+        (&undated, "no_scheduled_date", "authority"),
+        (&rejected, "waiting_on_customer", "customer"),
+        (&unconfirmed, "unconfirmed", "submitter"),
+    ];
+    let expected: Vec<(String, String, String)> =
+        expected.iter().map(|(id, r, w)| (id.to_string(), r.to_string(), w.to_string())).collect();
+    assert_eq!(all, expected, "each once, most urgent rule first");
+    // paged two at a time: the same rows
+    assert_eq!(attention_rows(&app, &mine, &member, 2).await, expected);
+    // the authority's desk across its accounts: what it must act on
+    let desk = attention_rows(&app, "/v2/port_requests/attention", &authority, 50).await;
+    assert_eq!(desk, expected[..4].to_vec());
+    let customers = format!("/v2/accounts/{}/descendants/port_requests/attention?who=customer", t.reseller.id);
+    assert_eq!(attention_rows(&app, &customers, &authority, 50).await, expected[4..5].to_vec());
+    let (status, body) = app.call(Method::GET, &format!("{mine}?who=everyone"), &member, None).await;
+    assert_eq!(assert_error(status, &body, 400, "validation error")["who"]["enum"]["value"], "everyone");
+    let (status, body) = app.call(Method::GET, &format!("{mine}?page_size=0"), &member, None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = app.call(Method::GET, &mine, &app.token(&app.sys.account(None, "Stranger", json!({})).await), None).await;
+    assert_eq!(status, 403);
+
+    // each leaves attention as it moves on
+    ports.walk(&authority, &overdue, &["completed"]).await;
+    ports.to(&authority, &undated, "scheduled", Some(future.clone())).await;
+    ports.to(&authority, &at_risk, "pending", Some(json!({"transfer_date": soon + 86_400 * 30}))).await;
+    ports.walk(&authority, &not_picked, &["canceled"]).await;
+    ports.walk(&member, &rejected, &["submitted"]).await;
+    ports.walk(&member, &unconfirmed, &["canceled"]).await;
+    let left = attention_rows(&app, &mine, &member, 50).await;
+    assert!(left.is_empty(), "{left:?}");
+
+    // the timelines say when each entered and left
+    let timeline = |id: String| {
+        let (app, path, token) = (&app, ports.path(&format!("/{id}/timeline")), authority.clone());
+        async move {
+            let (status, body) = app.call(Method::GET, &path, &token, None).await;
+            assert_eq!(status, 200, "{body}");
+            body["data"].as_array().unwrap().iter().filter(|e| e["type"] == "attention").cloned().collect::<Vec<Value>>()
+        }
+    };
+    let seen = timeline(overdue.clone()).await;
+    let events: Vec<(&str, &str)> =
+        seen.iter().map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap())).collect();
+    assert!(events.ends_with(&[("overdue", "entered"), ("overdue", "left")]), "{seen:?}");
+    let seen = timeline(rejected.clone()).await;
+    let events: Vec<(&str, &str)> =
+        seen.iter().map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap())).collect();
+    assert_eq!(events, [("waiting_on_customer", "entered"), ("waiting_on_customer", "left")], "{seen:?}");
+    let entered = seen[0]["timestamp"].as_i64().unwrap();
+    let left = seen[1]["timestamp"].as_i64().unwrap();
+    assert!(left >= entered + 1, "{seen:?}");
+}

@@ -132,7 +132,7 @@ async fn teletype_data(state: &AppState, mail: &Mail<'_>, owner: &Account, autho
         authority_parent: authority_parent.as_ref().map(|p| &p.doc),
     };
     let system = System { hostname: crate::configuration::hostname(), node: state.settings.node_name.clone() };
-    let timezone = kazoos_timezone(state, owner).await;
+    let timezone = crate::app::accounts::kazoos_timezone(&state.directory, owner).await;
     let mut data = teletype::data(mail.doc, &accounts, &mail.happening, timezone, &system);
     if let Some(c) = &mail.happening.comment
         && let (Some(account), Some(user)) =
@@ -142,25 +142,6 @@ async fn teletype_data(state: &AppState, mail: &Mail<'_>, owner: &Account, autho
         data["user"] = teletype::user_params(&user);
     }
     data
-}
-
-/// The account's time zone as Kazoo reads it (`kzd_accounts:timezone`): its own, else the
-/// nearest ancestor's (`inherit` or none), else `system_config/accounts`' `default_timezone`,
-/// else America/Los_Angeles.
-async fn kazoos_timezone(state: &AppState, owner: &Account) -> chrono_tz::Tz {
-    let parse = crate::domain::schedule::parse_timezone;
-    if let Some(tz) = owner.own_timezone().and_then(parse) {
-        return tz;
-    }
-    for ancestor in owner.tree().iter().rev() {
-        if let Ok(Some(a)) = state.directory.account(ancestor).await
-            && let Some(tz) = a.own_timezone().and_then(parse)
-        {
-            return tz;
-        }
-    }
-    let default = state.directory.config_value("accounts", "default_timezone").await.ok().flatten();
-    default.as_ref().and_then(Value::as_str).and_then(parse).unwrap_or(chrono_tz::America::Los_Angeles)
 }
 
 /// Renders and sends one port mail; what was noted on the way goes on the record.
