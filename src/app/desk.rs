@@ -4,19 +4,22 @@
 
 use super::accounts::{find_authority, kazoos_timezone};
 use super::error::AppError;
-use super::listings::{ListingAsk, Listed, Scope, Segment, paged, read_page};
+use super::listings::{Listed, ListingAsk, Scope, Segment, paged, read_page};
 use crate::domain::desk::DeskConfig;
 use crate::domain::desk::attention::{self, Actor, Rule};
 use crate::domain::desk::calendar::Calendar;
-use crate::domain::time::now_gregorian;
-use crate::store::views::OWN_DDOC;
 use crate::domain::desk::rejection_codes::{self, RejectionCode};
+use crate::domain::desk::report::{self, Figures};
 use crate::domain::documents::port_request::PortRequest;
 use crate::domain::ids::AccountId;
 use crate::domain::port_state::PortState;
+use crate::domain::time::now_gregorian;
 use crate::state::AppState;
 use crate::store::directory::Account;
+use crate::store::views::OWN_DDOC;
+use crate::store::{ViewQuery, ViewRow};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 
 /// An authority's desk configuration (none: the defaults).
 pub async fn config(state: &AppState, authority: &AccountId) -> Result<DeskConfig, AppError> {
@@ -228,5 +231,125 @@ pub async fn attention_timeline(state: &AppState, doc: &PortRequest) -> Result<V
             out.push(shown("left", left));
         }
     }
+    Ok(out)
+}
+
+/// What a report is asked: `created_from` and `created_to` as given (Gregorian seconds).
+#[derive(Debug, Clone, Default)]
+pub struct ReportAsk {
+    pub created_from: Option<String>,
+    pub created_to: Option<String>,
+}
+
+/// The window of a report: every request when neither end is given.
+fn report_window(ask: &ReportAsk) -> Result<Option<(i64, i64)>, AppError> {
+    let read = |name: &str, raw: &Option<String>| -> Result<Option<i64>, AppError> {
+        match raw.as_deref() {
+            None | Some("") => Ok(None),
+            Some(v) => v.trim().parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+                AppError::field(
+                    name,
+                    "type",
+                    json!({ "message": "Value must be a time in Gregorian seconds", "value": v, "target": "integer" }),
+                )
+            }),
+        }
+    };
+    let (from, to) = (read("created_from", &ask.created_from)?, read("created_to", &ask.created_to)?);
+    if from.is_none() && to.is_none() {
+        return Ok(None);
+    }
+    let (from, to) = (from.unwrap_or(0), to.unwrap_or_else(now_gregorian));
+    if from > to {
+        return Err(AppError::field(
+            "created_from",
+            "date_range",
+            json!({ "message": format!("created_to {to} is prior to created_from {from}") }),
+        ));
+    }
+    Ok(Some((from, to)))
+}
+
+/// How many range queries of a report run at once.
+const REPORT_CONCURRENCY: usize = 8;
+
+/// `GET .../report`: per losing carrier, the figures of the requests of an account and its
+/// descendants created in the window. Read from two reduced views: one grouped query each for
+/// the carriers (and the codes) ever seen, then, for a window, one range query per carrier
+/// (and per carrier and code): the cost follows the number of carriers and codes, not of
+/// requests (`docs/desk.md`).
+pub async fn report(state: &AppState, account: &Account, ask: &ReportAsk) -> Result<Vec<Figures>, AppError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let window = report_window(ask)?;
+    let scope = json!(account.id);
+    let grouped = |view: &'static str, level: u32| {
+        let query = ViewQuery {
+            group_level: Some(level),
+            wait: Some(state.settings.listing_wait),
+            ..ViewQuery::range(json!([scope]), json!([scope, {}]))
+        };
+        async move { state.port_requests.reduce(OWN_DDOC, view, &query).await }
+    };
+    let (carriers, codes) = futures_util::try_join!(grouped("report_by_carrier", 2), grouped("report_rejections", 3))?;
+    let in_range = |view: &'static str, prefix: Vec<Value>| {
+        let (from, to) = window.unwrap_or((0, 0));
+        let mut lo = prefix.clone();
+        lo.push(json!(from));
+        let mut hi = prefix;
+        hi.extend([json!(to), json!({})]);
+        let query = ViewQuery {
+            group_level: Some(0),
+            wait: Some(state.settings.listing_wait),
+            ..ViewQuery::range(json!(lo), json!(hi))
+        };
+        async move {
+            state
+                .port_requests
+                .reduce(OWN_DDOC, view, &query)
+                .await
+                .map(|rows| rows.into_iter().next().map(|r| r.value))
+        }
+    };
+    let key_part = |row: &ViewRow, i: usize| row.key.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
+    // (carrier, sums), then ((carrier, code), count)
+    let sums: Vec<(String, Vec<u64>)> = match window {
+        None => carriers.iter().map(|r| (key_part(r, 1), report::sums(&r.value))).collect(),
+        Some(_) => {
+            futures_util::stream::iter(carriers.iter().map(|r| {
+                let carrier = key_part(r, 1);
+                let read = in_range("report_by_carrier", vec![scope.clone(), json!(carrier)]);
+                async move { read.await.map(|v| (carrier, v.map(|v| report::sums(&v)).unwrap_or_default())) }
+            }))
+            .buffered(REPORT_CONCURRENCY)
+            .try_collect()
+            .await?
+        }
+    };
+    let counts: Vec<((String, String), u64)> = match window {
+        None => codes.iter().map(|r| ((key_part(r, 1), key_part(r, 2)), r.value.as_u64().unwrap_or(0))).collect(),
+        Some(_) => {
+            futures_util::stream::iter(codes.iter().map(|r| {
+                let (carrier, code) = (key_part(r, 1), key_part(r, 2));
+                let read = in_range("report_rejections", vec![scope.clone(), json!(carrier), json!(code)]);
+                async move { read.await.map(|v| ((carrier, code), v.and_then(|v| v.as_u64()).unwrap_or(0))) }
+            }))
+            .buffered(REPORT_CONCURRENCY)
+            .try_collect()
+            .await?
+        }
+    };
+    let mut by_code: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    for ((carrier, code), n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+        by_code.entry(carrier).or_default().insert(code, n);
+    }
+    let mut out: Vec<Figures> = sums
+        .into_iter()
+        .map(|(carrier, s)| {
+            let codes = by_code.remove(&carrier).unwrap_or_default();
+            report::figures(&carrier, &s, codes)
+        })
+        .filter(|f| f.requests > 0)
+        .collect();
+    out.sort_by(|a, b| b.submitted.cmp(&a.submitted).then_with(|| a.carrier.cmp(&b.carrier)));
     Ok(out)
 }

@@ -4,13 +4,15 @@
 
 use super::port_requests::BASE;
 use super::{listings, resource};
-use crate::app::listings::{Scope, agent_scope};
-use crate::store::directory::Account;
 use crate::app::desk;
+use crate::app::listings::{Scope, agent_scope};
+use crate::domain::desk::report;
+use crate::domain::export::Format;
 use crate::http::envelope::Reply;
 use crate::http::errors::ApiError;
 use crate::http::request::Ctx;
-use actix_web::web;
+use crate::store::directory::Account;
+use actix_web::{Either, HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v2/accounts/{account_id}/descendants/port_requests/attention")
                 .route(web::get().to(descendants_attention)),
         )
-        .service(resource("/v2/port_requests/attention").route(web::get().to(agent_attention)));
+        .service(resource("/v2/port_requests/attention").route(web::get().to(agent_attention)))
+        .service(resource(&format!("{BASE}/report")).route(web::get().to(report)));
 }
 
 async fn attention_reply(ctx: &Ctx, scope: Scope, account: &Account, who: Option<String>) -> Result<Reply, ApiError> {
@@ -61,4 +64,25 @@ pub async fn rejection_codes(ctx: Ctx, path: web::Path<String>) -> Result<Reply,
     let account = ctx.account(&path).await?;
     let codes = desk::rejection_codes(&ctx.state, &account).await?;
     Ok(Reply::ok(json!(codes)).with_automatic_revision())
+}
+
+/// `GET .../report?created_from=&created_to=`: per losing carrier, as JSON or (`accept=csv`,
+/// or the `Accept` header) CSV.
+pub async fn report(
+    ctx: Ctx,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<Either<Reply, HttpResponse>, ApiError> {
+    let account = ctx.account(&path).await?;
+    let ask = desk::ReportAsk { created_from: ctx.req_str("created_from"), created_to: ctx.req_str("created_to") };
+    let figures = desk::report(&ctx.state, &account, &ask).await?;
+    let header = req.headers().get(actix_web::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    match Format::asked(ctx.req_str("accept").as_deref(), header) {
+        Some(Format::Csv) => {
+            let body = report::csv(&figures)
+                .map_err(|e| ApiError::from(crate::app::error::AppError::Unavailable(e.to_string())))?;
+            Ok(Either::Right(HttpResponse::Ok().content_type(Format::Csv.content_type()).body(body)))
+        }
+        _ => Ok(Either::Left(Reply::ok(json!(figures)).with_automatic_revision())),
+    }
 }

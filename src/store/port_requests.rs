@@ -115,6 +115,11 @@ impl PortRequests {
     }
 
     /// How many rows of a view (with a `_count` reduce) lie between two keys.
+    /// A reduced view's rows (`query.group_level` set).
+    pub async fn reduce(&self, ddoc: &str, view: &str, query: &ViewQuery) -> StoreResult<Vec<ViewRow>> {
+        self.couch.view(dbs::PORT_REQUESTS, ddoc, view, query).await
+    }
+
     pub async fn view_count(&self, ddoc: &str, view: &str, start: Value, end: Value) -> StoreResult<u64> {
         self.couch.view_count(dbs::PORT_REQUESTS, ddoc, view, start, end).await
     }

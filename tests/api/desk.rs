@@ -195,7 +195,8 @@ async fn new_request(app: &TestApp, account: &Account, extra: Value) -> String {
     for (k, v) in extra.as_object().unwrap() {
         data[k] = v.clone();
     }
-    let (status, body) = app.call(Method::PUT, &Ports::new(app, account).path(""), &app.token(account), Some(data)).await;
+    let (status, body) =
+        app.call(Method::PUT, &Ports::new(app, account).path(""), &app.token(account), Some(data)).await;
     assert_eq!(status, 201, "{body}");
     body["data"]["id"].as_str().unwrap().to_owned()
 }
@@ -214,7 +215,11 @@ async fn attention_rows(app: &TestApp, path: &str, token: &str, page_size: usize
         assert_eq!(status, 200, "{url}: {body}");
         for r in body["data"].as_array().unwrap() {
             assert!(r["action"].is_string() && r["since"].is_i64() && r["attention_since"].is_i64(), "{r}");
-            out.push((r["id"].as_str().unwrap().to_owned(), r["rule"].as_str().unwrap().to_owned(), r["who"].as_str().unwrap().to_owned()));
+            out.push((
+                r["id"].as_str().unwrap().to_owned(),
+                r["rule"].as_str().unwrap().to_owned(),
+                r["who"].as_str().unwrap().to_owned(),
+            ));
         }
         match body["next_start_key"].as_str() {
             Some(next) => start = Some(next.to_owned()),
@@ -277,7 +282,8 @@ async fn every_rule_takes_requests_in_and_lets_them_out_most_urgent_first() {
     assert_eq!(assert_error(status, &body, 400, "validation error")["who"]["enum"]["value"], "everyone");
     let (status, body) = app.call(Method::GET, &format!("{mine}?page_size=0"), &member, None).await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = app.call(Method::GET, &mine, &app.token(&app.sys.account(None, "Stranger", json!({})).await), None).await;
+    let (status, _) =
+        app.call(Method::GET, &mine, &app.token(&app.sys.account(None, "Stranger", json!({})).await), None).await;
     assert_eq!(status, 403);
 
     // each leaves attention as it moves on
@@ -296,18 +302,155 @@ async fn every_rule_takes_requests_in_and_lets_them_out_most_urgent_first() {
         async move {
             let (status, body) = app.call(Method::GET, &path, &token, None).await;
             assert_eq!(status, 200, "{body}");
-            body["data"].as_array().unwrap().iter().filter(|e| e["type"] == "attention").cloned().collect::<Vec<Value>>()
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "attention")
+                .cloned()
+                .collect::<Vec<Value>>()
         }
     };
     let seen = timeline(overdue.clone()).await;
-    let events: Vec<(&str, &str)> =
-        seen.iter().map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap())).collect();
+    let events: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap()))
+        .collect();
     assert!(events.ends_with(&[("overdue", "entered"), ("overdue", "left")]), "{seen:?}");
     let seen = timeline(rejected.clone()).await;
-    let events: Vec<(&str, &str)> =
-        seen.iter().map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap())).collect();
+    let events: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|e| (e["attention"]["rule"].as_str().unwrap(), e["attention"]["event"].as_str().unwrap()))
+        .collect();
     assert_eq!(events, [("waiting_on_customer", "entered"), ("waiting_on_customer", "left")], "{seen:?}");
     let entered = seen[0]["timestamp"].as_i64().unwrap();
     let left = seen[1]["timestamp"].as_i64().unwrap();
     assert!(left >= entered + 1, "{seen:?}");
+}
+
+/// A port request as Kazoo stores it, written straight to CouchDB: completed `days` after its
+/// submission, with the transitions newest first.
+async fn stored_completed(
+    app: &TestApp,
+    account: &Account,
+    authority: &Account,
+    carrier: &str,
+    days: i64,
+    slipped: bool,
+) {
+    let now = crate::kazoo::now_gregorian();
+    let submitted = now - days * 86_400 - 3600;
+    let completed = submitted + days * 86_400 + 60;
+    let mut tree = account.tree.clone();
+    if tree.is_empty() {
+        tree.push(authority.id.clone());
+    }
+    let mut transitions = vec![
+        json!({"timestamp": completed, "type": "transition", "transition": {"new": "completed", "previous": "scheduled"}}),
+        json!({"timestamp": submitted + 20, "type": "transition", "transition": {"new": "scheduled", "previous": "pending"}}),
+    ];
+    if slipped {
+        transitions.push(json!({"timestamp": submitted + 15, "type": "transition", "transition": {"new": "scheduled", "previous": "pending"}}));
+    }
+    transitions.push(json!({"timestamp": submitted + 10, "type": "transition", "transition": {"new": "pending", "previous": "submitted"}}));
+    transitions.push(json!({"timestamp": submitted, "type": "transition", "transition": {"new": "submitted", "previous": "unconfirmed"}}));
+    let doc = json!({
+        "_id": hex32(), "name": "Stored", "numbers": {}, "bill": {"carrier": carrier},
+        "scheduled_date": completed - 100,
+        "pvt_type": "port_request", "pvt_port_state": "completed", "pvt_account_id": account.id,
+        "pvt_port_authority": authority.id, "pvt_tree": account.tree, "pvt_created": submitted - 100,
+        "pvt_modified": completed, "pvt_transitions": transitions,
+    });
+    let r = app.sys.couch.put("port_requests", &doc).await;
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+#[tokio::test]
+async fn the_report_per_losing_carrier_matches_what_the_test_counts() {
+    let app = spawn_app().await;
+    let t = tree(&app).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    let begin = crate::kazoo::now_gregorian() - 1;
+    let with = |carrier: &str| json!({"bill": {"carrier": carrier}});
+    // Pacific Bell: 3 made: one completed at once, one rejected twice (once with a code) and
+    // canceled, one never submitted
+    let done = new_request(&app, &t.customer, with("Pacific Bell")).await;
+    ports.walk(&authority, &done, &["submitted", "pending", "completed"]).await;
+    let bounced = new_request(&app, &t.customer, with("Pacific Bell")).await;
+    ports.walk(&authority, &bounced, &["submitted"]).await;
+    ports.to(&authority, &bounced, "rejected", Some(json!({"reason_code": "wrong_pin"}))).await;
+    ports.walk(&member, &bounced, &["submitted"]).await;
+    ports.walk(&authority, &bounced, &["rejected"]).await;
+    ports.walk(&authority, &bounced, &["canceled"]).await;
+    new_request(&app, &t.customer, with("  Pacific Bell ")).await;
+    // AT&T: one submitted
+    let att = new_request(&app, &t.customer, with("AT&T")).await;
+    ports.walk(&member, &att, &["submitted"]).await;
+    // no carrier
+    new_request(&app, &t.customer, json!({"bill": {"name": "No carrier"}})).await;
+    // stored completed ones, made days ago: 2, 5 and 9 days to complete, one slipped
+    for (days, slipped) in [(2, false), (5, true), (9, false)] {
+        stored_completed(&app, &t.customer, &t.reseller, "Verizon", days, slipped).await;
+    }
+
+    let path = format!("/v2/accounts/{}/port_requests/report", t.reseller.id);
+    let (status, body) = app.call(Method::GET, &path, &authority, None).await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    let of = |c: &str| rows.iter().find(|r| r["carrier"] == c).unwrap_or_else(|| panic!("{c}: {body}")).clone();
+    let pb = of("Pacific Bell");
+    assert_eq!(
+        (pb["requests"].as_u64(), pb["submitted"].as_u64(), pb["completed"].as_u64()),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!((pb["rejected"].as_u64(), pb["canceled"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(pb["completion_rate"], json!(0.5));
+    assert_eq!((pb["median_days"].as_u64(), pb["p90_days"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(pb["rejections_by_code"], json!({"wrong_pin": 1, "uncoded": 1}));
+    let vz = of("Verizon");
+    assert_eq!(
+        (vz["submitted"].as_u64(), vz["completed"].as_u64(), vz["foc_slipped"].as_u64()),
+        (Some(3), Some(3), Some(1))
+    );
+    assert_eq!((vz["median_days"].as_u64(), vz["p90_days"].as_u64()), (Some(5), Some(9)));
+    assert_eq!(of("AT&T")["submitted"], 1);
+    assert_eq!(of("unknown")["requests"], 1);
+    assert_eq!(rows.len(), 4);
+    // the customer's own report is the same (its subtree holds them all)
+    let (_, mine) = app.call(Method::GET, &ports.path("/report"), &member, None).await;
+    assert_eq!(mine["data"], body["data"]);
+
+    // a window: created since the test began leaves out the stored ones
+    let (status, body) = app.call(Method::GET, &format!("{path}?created_from={begin}"), &authority, None).await;
+    assert_eq!(status, 200, "{body}");
+    let carriers: Vec<&str> = body["data"].as_array().unwrap().iter().map(|r| r["carrier"].as_str().unwrap()).collect();
+    assert_eq!(carriers, ["Pacific Bell", "AT&T", "unknown"]);
+    assert_eq!(body["data"][0]["rejections_by_code"], json!({"wrong_pin": 1, "uncoded": 1}));
+    let (_, body) = app.call(Method::GET, &format!("{path}?created_to={}", begin - 50), &authority, None).await;
+    let carriers: Vec<&str> = body["data"].as_array().unwrap().iter().map(|r| r["carrier"].as_str().unwrap()).collect();
+    assert_eq!(carriers, ["Verizon"]);
+
+    // CSV
+    let resp = app.request(Method::GET, &format!("{path}?accept=csv"), Some(&authority)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with(
+            "carrier,requests,submitted,completed,rejected,canceled,completion_rate,median_days,p90_days,foc_slipped"
+        ),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("Verizon,3,3,3,0,0,1,5,9,1")), "{text}");
+
+    // bad parameters name themselves
+    for (query, field) in [
+        ("created_from=yesterday", "created_from"),
+        ("created_to=-5", "created_to"),
+        ("created_from=200&created_to=100", "created_from"),
+    ] {
+        let (status, body) = app.call(Method::GET, &format!("{path}?{query}"), &authority, None).await;
+        assert!(assert_error(status, &body, 400, "validation error").get(field).is_some(), "{query}: {body}");
+    }
 }

@@ -293,7 +293,10 @@ mod tests {
     fn the_shipped_rules_read_and_overrides_change_them() {
         let rules = in_effect(None);
         let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["overdue", "at_risk", "not_picked_up", "no_scheduled_date", "waiting_on_customer", "unconfirmed"]);
+        assert_eq!(
+            ids,
+            ["overdue", "at_risk", "not_picked_up", "no_scheduled_date", "waiting_on_customer", "unconfirmed"]
+        );
         let o = json!({
             "not_picked_up": {"after": {"seconds": 5}},
             "overdue": {"disabled": true},
@@ -303,7 +306,10 @@ mod tests {
         });
         let rules = in_effect(o.as_object());
         let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["at_risk", "not_picked_up", "no_scheduled_date", "waiting_on_customer", "unconfirmed", "stale_scheduled"]);
+        assert_eq!(
+            ids,
+            ["at_risk", "not_picked_up", "no_scheduled_date", "waiting_on_customer", "unconfirmed", "stale_scheduled"]
+        );
         assert_eq!(rules[1].when, When::After(Span::Seconds(5)));
         assert_eq!(rules[4].anchor, Anchor::Created);
     }

@@ -147,6 +147,8 @@ pub struct ViewQuery {
     /// behind, right after a bulk load, can take many seconds to bring up to date; CouchDB goes
     /// on indexing meanwhile). The view is then read as it stands until it is seen current again.
     pub wait: Option<std::time::Duration>,
+    /// Reduce, grouped by the first this many elements of the key (0: one row for the range).
+    pub group_level: Option<u32>,
 }
 
 impl ViewQuery {
@@ -165,7 +167,11 @@ impl ViewQuery {
 
     /// Query-string parameters (JSON values, as CouchDB reads them); `keys` go in the body.
     fn params(&self) -> Vec<(&'static str, String)> {
-        let mut p = vec![("reduce", "false".to_owned())];
+        let mut p = match self.group_level {
+            None => vec![("reduce", "false".to_owned())],
+            Some(0) => vec![("reduce", "true".to_owned())],
+            Some(level) => vec![("reduce", "true".to_owned()), ("group_level", level.to_string())],
+        };
         let mut json_param = |name: &'static str, v: &Option<Value>| {
             if let Some(v) = v {
                 p.push((name, v.to_string()));
