@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `bootstrap [--demo]`, `token`.
+//! The command line: `serve` (default), `bootstrap [--demo]`, `token`, `digest`.
 
 use crate::configuration::{Settings, SettingsArgs};
 use crate::{bootstrap, startup::Application, telemetry};
@@ -41,6 +41,14 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Print (--dry-run) or mail now a port authority's daily digest, as it stands.
+    Digest {
+        /// The port authority's account id.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
@@ -69,6 +77,14 @@ async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
             } else {
                 println!("port_requests database and views are ready");
             }
+            Ok(())
+        }
+        Command::Digest { account, dry_run } => {
+            let authority = crate::domain::ids::AccountId::from_any(&account)
+                .ok_or_else(|| anyhow::anyhow!("--account: '{account}' is not an account id"))?;
+            let couch = bootstrap::connect(&settings).await?;
+            let state = crate::state::AppState::new(settings, couch)?;
+            println!("{}", crate::jobs::delivery::digest::now(&state, &authority, dry_run).await?);
             Ok(())
         }
         Command::Token { account_id, user_id, ttl } => {

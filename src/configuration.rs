@@ -160,6 +160,16 @@ pub struct ReminderSettings {
     pub interval: Duration,
 }
 
+/// The port authorities' daily digest job.
+#[derive(Clone, Debug)]
+pub struct DigestJobSettings {
+    pub on: bool,
+    /// How often the authorities whose digest is due are looked for.
+    pub interval: Duration,
+    /// Only these authorities get a digest (empty: every one), for a trial of a few.
+    pub only: Vec<String>,
+}
+
 /// The background jobs this instance runs (`jobs`), each with its own switch.
 #[derive(Clone, Debug)]
 pub struct JobSettings {
@@ -171,6 +181,7 @@ pub struct JobSettings {
     /// removes them (it also runs this often).
     pub completion_grace: Duration,
     pub reminders: ReminderSettings,
+    pub digest: DigestJobSettings,
     /// Removing expired `Idempotency-Key` records.
     pub cleanup: bool,
 }
@@ -386,6 +397,15 @@ pub struct SettingsArgs {
     /// Seconds between looks for unconfirmed requests.
     #[arg(long, env = "REMINDER_INTERVAL", default_value_t = 3600, global = true)]
     pub reminder_interval: u64,
+    /// Mail each port authority its daily digest (needs the delivery job).
+    #[arg(long, env = "DIGEST", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub digest: bool,
+    /// Seconds between looks for the authorities whose digest is due.
+    #[arg(long, env = "DIGEST_INTERVAL", default_value_t = 60, global = true)]
+    pub digest_interval: u64,
+    /// Only these port authorities (account ids, comma-separated) get the digest; empty: all.
+    #[arg(long, env = "DIGEST_AUTHORITIES", value_delimiter = ',', global = true)]
+    pub digest_authorities: Vec<String>,
     /// Remove the records of expired Idempotency-Keys (hourly).
     #[arg(long, env = "CLEANUP", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub cleanup: bool,
@@ -519,6 +539,16 @@ impl SettingsArgs {
                     on: self.reminders,
                     age: Duration::from_secs(self.reminder_age.max(1)),
                     interval: Duration::from_secs(self.reminder_interval.max(1)),
+                },
+                digest: DigestJobSettings {
+                    on: self.digest,
+                    interval: Duration::from_secs(self.digest_interval.max(1)),
+                    only: self
+                        .digest_authorities
+                        .iter()
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect(),
                 },
                 cleanup: self.cleanup,
             },

@@ -353,3 +353,65 @@ pub async fn report(state: &AppState, account: &Account, ask: &ReportAsk) -> Res
     out.sort_by(|a, b| b.submitted.cmp(&a.submitted).then_with(|| a.carrier.cmp(&b.carrier)));
     Ok(out)
 }
+
+/// How many requests a digest lists at most (the rest: "and more", with the listing's link).
+const DIGEST_ROWS: usize = 200;
+
+/// What an authority's digest says: what needs its attention and what its customers (and
+/// their submitters) still owe, each request with a link.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Digest {
+    pub authority_id: AccountId,
+    pub authority_name: Option<String>,
+    pub day: String,
+    pub attention: Vec<Value>,
+    pub owed: Vec<Value>,
+    /// More requests need attention than are listed.
+    pub more: bool,
+    /// The authority's attention listing.
+    pub listing: String,
+}
+
+impl Digest {
+    /// Nothing to say: no mail.
+    pub fn is_empty(&self) -> bool {
+        self.attention.is_empty() && self.owed.is_empty()
+    }
+}
+
+/// The digest of an authority for a day, as things stand now.
+pub async fn digest(state: &AppState, authority: &AccountId, day: &str) -> Result<Digest, AppError> {
+    let desk = desk_of(state, authority).await?;
+    let scope = Scope::Agent { authority: authority.clone(), caller: authority.clone() };
+    let ask = ListingAsk { page_size: Some(DIGEST_ROWS.to_string()), ..ListingAsk::default() };
+    let listed = attention(state, &scope, &desk, &ask, None).await?;
+    let base = &state.settings.public_url;
+    let link_template = desk.config.digest.as_ref().and_then(|d| d.get("link")).and_then(Value::as_str);
+    let (mut mine, mut owed) = (Vec::new(), Vec::new());
+    for mut row in listed.data.as_array().cloned().unwrap_or_default() {
+        let (account, id) = (row["account_id"].as_str().unwrap_or_default(), row["id"].as_str().unwrap_or_default());
+        row["link"] = json!(match link_template {
+            // an operator's own console (Monster UI, say): `{account_id}` and `{id}` filled in
+            Some(t) => t.replace("{account_id}", account).replace("{id}", id),
+            None => format!("{base}/v2/accounts/{account}/port_requests/{id}"),
+        });
+        if row["who"] == "authority" { mine.push(row) } else { owed.push(row) }
+    }
+    let name = state.directory.account(authority).await?.and_then(|a| a.name().map(str::to_owned));
+    Ok(Digest {
+        authority_id: authority.clone(),
+        authority_name: name,
+        day: day.to_owned(),
+        attention: mine,
+        owed,
+        more: listed.paged.is_some_and(|p| p.next_start_key.is_some()),
+        listing: format!("{base}/v2/port_requests/attention"),
+    })
+}
+
+/// The authorities with open requests (those a digest may have something to say about).
+pub async fn authorities(state: &AppState) -> Result<Vec<AccountId>, AppError> {
+    let query = ViewQuery { group_level: Some(2), ..ViewQuery::range(json!(["authority"]), json!(["authority", {}])) };
+    let rows = state.port_requests.reduce(OWN_DDOC, "attention", &query).await?;
+    Ok(rows.iter().filter_map(|r| r.key.get(1).and_then(Value::as_str).and_then(AccountId::from_any)).collect())
+}

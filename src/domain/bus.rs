@@ -119,6 +119,15 @@ pub fn reminder(doc: &PortRequest, msg_id: &str, publisher: &Publisher) -> Value
     Value::Object(out)
 }
 
+/// A port authority's daily digest (this service's own event: `digest` is its template data).
+pub fn digest(digest: &Value, authority: &str, msg_id: &str, publisher: &Publisher) -> Value {
+    let mut out = Map::new();
+    defaults(&mut out, publisher, super::desk::digest::EVENT, msg_id);
+    out.insert("Account-ID".into(), json!(authority));
+    out.insert("Digest".into(), digest.get("digest").cloned().unwrap_or_default());
+    Value::Object(out)
+}
+
 /// teletype's answer to a publication (`notify_update`), when it is one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {

@@ -114,6 +114,36 @@ pub fn reminder_on_bus(id: String, doc: &PortRequest, queue: &str, period: i64, 
     r
 }
 
+/// A port authority's digest of one day on one channel (`domain::desk::digest`), held by the
+/// one who makes it. It belongs to no request: the authority is its account.
+pub fn digest(id: String, authority: &str, day: &str, channel: Channel, queue: &str, lease_secs: u64) -> DeliveryDoc {
+    let now = now_unix();
+    let mut r = DeliveryDoc {
+        id,
+        doc_type: DeliveryDoc::TYPE.into(),
+        queue: queue.to_owned(),
+        status: "pending".into(),
+        channel: channel.as_str().to_owned(),
+        event: super::desk::digest::EVENT.to_owned(),
+        port_request_id: String::new(),
+        attempts: Vec::new(),
+        created: now,
+        rev: Slot::Absent,
+        audience: Slot::Set(json!(Audience::Authority)),
+        event_id: Slot::Absent,
+        reminder_period: Slot::Absent,
+        account_id: Slot::Set(authority.to_owned()),
+        url: Slot::Absent,
+        recipients: Slot::Absent,
+        next_attempt_at: Slot::Set(now),
+        lease: Slot::Absent,
+        rest: Map::new(),
+    };
+    r.rest.insert("digest_day".into(), json!(day));
+    take_lease(&mut r, lease_secs);
+    r
+}
+
 /// Has the record's delivery reached its endpoint (done with, or published and awaiting an
 /// answer)? A later event's delivery to the same endpoint waits until it has.
 pub fn has_reached(record: &DeliveryDoc) -> bool {

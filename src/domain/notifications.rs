@@ -68,7 +68,7 @@ pub fn emails_for_signature() -> Vec<(&'static str, Audience)> {
     vec![("port_signed", Audience::Submitter), ("port_signed", Audience::Authority)]
 }
 
-pub const TEMPLATES: [&str; 12] = [
+pub const TEMPLATES: [&str; 13] = [
     "port_request",
     "port_request_admin",
     "port_pending",
@@ -81,6 +81,8 @@ pub const TEMPLATES: [&str; 12] = [
     "port_signed",
     "port_customer_link",
     "port_number_progress",
+    // this service's own: the port authority's daily digest (`domain::desk::digest`)
+    "port_authority_digest",
 ];
 
 /// Kazoo's default subjects, as handlebars templates.
@@ -99,6 +101,9 @@ pub fn subject(template: &str) -> &'static str {
         "port_customer_link" => "{{port_authority.name}}: please complete the transfer of your numbers",
         "port_number_progress" => {
             "Port request '{{port_request.name}}': {{number_progress.number.pretty}} is now {{number_progress.state}}"
+        }
+        "port_authority_digest" => {
+            "Port requests for {{port_authority.name}}: {{digest.attention_count}} need your attention ({{digest.day}})"
         }
         _ => "Port request '{{port_request.name}}'",
     }

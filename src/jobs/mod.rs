@@ -7,6 +7,7 @@
 //! | `claim_adoption` | claims the numbers of open requests written elsewhere | `CLAIM_ADOPTION` |
 //! | `completion_repair` | undoes the number documents of completions never saved | `COMPLETION_REPAIR` |
 //! | `reminders` | mails `port_unconfirmed` for requests left unconfirmed | `REMINDERS` |
+//! | `digest` | the port authorities' daily digest, once per authority and day | `DIGEST` |
 //! | `cleanup` | removes expired `Idempotency-Key` records | `CLEANUP` |
 //!
 //! The first three see every change of `port_requests` through one follower (`follower`).
@@ -17,6 +18,7 @@ pub mod cleanup;
 pub mod completion_repair;
 pub mod conflict_resolution;
 pub mod delivery;
+pub mod digest;
 pub mod follower;
 pub mod reminders;
 
@@ -42,8 +44,11 @@ pub fn spawn(state: &Arc<AppState>) {
         completion_repair::spawn(state.clone());
     }
     // a reminder is a delivery: it needs this instance's sender
-    if let (true, Some(sender)) = (on.reminders.on, sender) {
+    if let (true, Some(sender)) = (on.reminders.on, sender.clone()) {
         reminders::spawn(state.clone(), sender);
+    }
+    if let (true, Some(sender)) = (on.digest.on, sender) {
+        digest::spawn(state.clone(), sender);
     }
     if on.cleanup {
         cleanup::spawn(state.clone());

@@ -454,3 +454,98 @@ async fn the_report_per_losing_carrier_matches_what_the_test_counts() {
         assert!(assert_error(status, &body, 400, "validation error").get(field).is_some(), "{query}: {body}");
     }
 }
+
+/// The digest's mails among an address's mails.
+fn digests(mails: &[Value]) -> Vec<Value> {
+    mails
+        .iter()
+        .filter(|m| m["subject"].as_str().unwrap_or_default().contains("need your attention"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn the_daily_digest_goes_once_lists_with_links_and_says_nothing_when_empty() {
+    let sys_app = spawn_app().await;
+    let t = tree(&sys_app).await;
+    configure_desk(&sys_app, &t.reseller, {
+        let mut c = quick_rules();
+        c["digest"] = json!({"at": "00:00", "link": "https://portal.example/ports/{account_id}/{id}"});
+        c
+    })
+    .await;
+    // another authority with nothing that needs attention
+    let quiet = sys_app.sys.account(None, "Quiet reseller", json!({"pvt_reseller": true})).await;
+    let quiet_support = format!("quiet-{}@example.com", &hex32()[..8]);
+    sys_app.sys.whitelabel(&quiet, &quiet.id, Some(&quiet_support)).await;
+    configure_desk(&sys_app, &quiet, json!({"digest": {"at": "00:00"}, "business_hours": {"timezone": "UTC"}})).await;
+    let quiet_customer = sys_app.sys.account(Some(&quiet), "Quiet customer", json!({})).await;
+    let fresh = new_request(&sys_app, &quiet_customer, json!({})).await;
+    let ports = Ports::new(&sys_app, &t.customer);
+    let (member, authority) = (sys_app.token(&t.customer), sys_app.token(&t.reseller));
+    let waiting = new_request(&sys_app, &t.customer, json!({"name": "Waiting on us"})).await;
+    ports.walk(&member, &waiting, &["submitted"]).await;
+    let bounced = new_request(&sys_app, &t.customer, json!({"name": "Waiting on them"})).await;
+    ports.walk(&authority, &bounced, &["submitted", "rejected"]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    // the CLI prints it
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
+        .args(["digest", "--account", &t.reseller.id, "--dry-run"])
+        .env("COUCHDB_URL", &sys_app.sys.couch.url)
+        .env("TEMPLATES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+        .env("LOG", "error")
+        .output()
+        .expect("the binary runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.starts_with("Subject: Port requests for Reseller: 1 need your attention"), "{printed}");
+    assert!(printed.contains("Waiting on us") && printed.contains("Waiting on them"), "{printed}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
+        .args(["digest", "--account", &quiet.id, "--dry-run"])
+        .env("COUCHDB_URL", &sys_app.sys.couch.url)
+        .env("TEMPLATES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+        .env("LOG", "error")
+        .output()
+        .expect("the binary runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no digest"));
+
+    // two instances with the digest on: one mail per authority and day
+    let only = vec![t.reseller.id.clone(), quiet.id.clone()];
+    let apps = [
+        crate::helpers::spawn_app_with({
+            let only = only.clone();
+            move |s| {
+                s.jobs.digest.on = true;
+                s.jobs.digest.only = only;
+            }
+        })
+        .await,
+        crate::helpers::spawn_app_with(move |s| {
+            s.jobs.digest.on = true;
+            s.jobs.digest.only = only;
+        })
+        .await,
+    ];
+    let support = crate::helpers::support_email(&t.reseller);
+    let mails = digests(&wait_mails(&maildev(), &support, 1).await);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let text = mails[0]["text"].as_str().unwrap();
+    assert!(text.contains("Needs your attention (1)") && text.contains("Waiting on us"), "{text}");
+    assert!(text.contains("Check the submission"), "{text}");
+    assert!(text.contains(&format!("https://portal.example/ports/{}/{waiting}", t.customer.id)), "{text}");
+    assert!(text.contains("Waiting on your customers (1)") && text.contains("Waiting on them"), "{text}");
+    let html = mails[0]["html"].as_str().unwrap();
+    assert!(html.contains(&format!("href=\"https://portal.example/ports/{}/{bounced}\"", t.customer.id)), "{html}");
+    // a few more rounds of both instances: still one
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(digests(&crate::helpers::mails_to(&maildev(), &support).await).len(), 1);
+    // nothing to say: no mail, the day's record says why
+    assert!(digests(&crate::helpers::mails_to(&maildev(), &quiet_support).await).is_empty());
+    let day = chrono::Utc::now().date_naive();
+    let id = format!("delivery:digest:{}:{day}:email:port_authority_digest", quiet.id);
+    let record = sys_app.sys.couch.get("kazoo_port_requests", &id).await.expect("the quiet authority's record");
+    assert_eq!(record["status"], "skipped", "{record}");
+    drop(apps);
+    let _ = fresh;
+}

@@ -53,6 +53,10 @@ pub fn default_settings(couch_url: &str) -> Settings {
         reminders: true,
         reminder_age: 604_800,
         reminder_interval: 3600,
+        // a digest goes to every authority with open requests: only the tests of it turn it on
+        digest: false,
+        digest_interval: 1,
+        digest_authorities: vec![],
         cleanup: true,
     };
     args.into_settings().expect("test settings are valid")

@@ -16,6 +16,7 @@ mod helpers;
 mod kazoo;
 
 mod bus;
+mod digest;
 mod node_loss;
 mod once;
 mod races;

@@ -65,7 +65,7 @@ impl Calendar {
         self.days[date.weekday().num_days_from_monday() as usize]
     }
 
-    fn local(&self, gregorian: i64) -> DateTime<Tz> {
+    pub fn local(&self, gregorian: i64) -> DateTime<Tz> {
         let utc = DateTime::from_timestamp(gregorian_to_unix(gregorian), 0).unwrap_or_default();
         utc.with_timezone(&self.tz)
     }

@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod calendar;
+pub mod digest;
 pub mod fingerprint;
 pub mod rejection_codes;
 pub mod report;

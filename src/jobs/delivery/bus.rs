@@ -14,7 +14,7 @@ use crate::state::AppState;
 use crate::store::{StoreError, dbs};
 use std::sync::Arc;
 
-fn publisher(state: &AppState, server_id: &str) -> Publisher {
+pub(super) fn publisher(state: &AppState, server_id: &str) -> Publisher {
     Publisher {
         app_name: "kazoo_port_requests".into(),
         app_version: env!("CARGO_PKG_VERSION").into(),

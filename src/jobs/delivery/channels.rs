@@ -22,6 +22,9 @@ use std::time::Duration;
 
 /// The request as it is now, and the event the record announces (none for reminders).
 pub async fn deliver(state: &Arc<AppState>, record: &DeliveryDoc) -> Outcome {
+    if record.event == crate::domain::desk::digest::EVENT {
+        return super::digest::deliver(state, record).await;
+    }
     let doc = match state.port_requests.load(&record.port_request_id).await {
         Ok(Some(doc)) => doc,
         Ok(None) => return Outcome::Skipped("the port request is gone".into()),

@@ -12,6 +12,7 @@
 
 mod bus;
 mod channels;
+pub mod digest;
 mod mail;
 mod order;
 mod sender;
