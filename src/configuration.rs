@@ -182,6 +182,9 @@ pub struct JobSettings {
     pub completion_grace: Duration,
     pub reminders: ReminderSettings,
     pub digest: DigestJobSettings,
+    /// How often the desk's gauges (requests per state and per attention rule) and the named
+    /// carriers are refreshed; none: never.
+    pub desk_metrics: Option<Duration>,
     /// Removing expired `Idempotency-Key` records.
     pub cleanup: bool,
 }
@@ -406,6 +409,10 @@ pub struct SettingsArgs {
     /// Only these port authorities (account ids, comma-separated) get the digest; empty: all.
     #[arg(long, env = "DIGEST_AUTHORITIES", value_delimiter = ',', global = true)]
     pub digest_authorities: Vec<String>,
+    /// Seconds between refreshes of the desk's gauges (requests per state and per attention
+    /// rule) and of the carriers named in the carrier label; 0: never.
+    #[arg(long, env = "DESK_METRICS_INTERVAL", default_value_t = 60, global = true)]
+    pub desk_metrics_interval: u64,
     /// Remove the records of expired Idempotency-Keys (hourly).
     #[arg(long, env = "CLEANUP", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub cleanup: bool,
@@ -550,6 +557,7 @@ impl SettingsArgs {
                         .filter(|a| !a.is_empty())
                         .collect(),
                 },
+                desk_metrics: (self.desk_metrics_interval > 0).then(|| Duration::from_secs(self.desk_metrics_interval)),
                 cleanup: self.cleanup,
             },
         })

@@ -1,11 +1,15 @@
 //! Prometheus metrics (`GET /metrics`): requests by route and status, latencies, CouchDB calls,
-//! deliveries (named `outbox_*` as in earlier versions, so dashboards keep working) and LOA
-//! renders.
+//! deliveries (named `outbox_*` as in earlier versions, so dashboards keep working), LOA
+//! renders, and the port authority's desk: requests per state and per attention rule (gauges
+//! refreshed by `jobs::desk_metrics`), and the time from submission to scheduled and to
+//! completed per losing carrier (the most frequent carriers by name, the rest as `other`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
-use std::sync::LazyLock;
+use std::collections::HashSet;
+use std::sync::{LazyLock, RwLock};
 use std::time::Instant;
 
 pub struct Metrics {
@@ -23,7 +27,34 @@ pub struct Metrics {
     pub loa_renders: IntCounterVec,
     pub loa_render_seconds: Histogram,
     pub loa_cache_hits: IntCounter,
+    pub port_requests: IntGaugeVec,
+    pub attention: IntGaugeVec,
+    pub to_scheduled: HistogramVec,
+    pub to_completed: HistogramVec,
+    /// The carriers named in the carrier label; the others are `other`.
+    named_carriers: RwLock<HashSet<String>>,
 }
+
+/// How many losing carriers are named in the carrier label.
+pub const NAMED_CARRIERS: usize = 10;
+
+/// From an hour to three months.
+const PORT_BUCKETS: [f64; 14] = [
+    3_600.0,
+    14_400.0,
+    43_200.0,
+    86_400.0,
+    172_800.0,
+    259_200.0,
+    432_000.0,
+    604_800.0,
+    864_000.0,
+    1_209_600.0,
+    1_814_400.0,
+    2_592_000.0,
+    5_184_000.0,
+    7_776_000.0,
+];
 
 const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 
@@ -64,6 +95,21 @@ fn build() -> Result<Metrics, prometheus::Error> {
         HistogramOpts::new("loa_render_duration_seconds", "wkhtmltopdf time per LOA").buckets(LATENCY_BUCKETS.to_vec()),
     )?;
     let loa_cache_hits = IntCounter::new("loa_cache_hits_total", "LOA requests served from the PDF cache")?;
+    let port_requests = IntGaugeVec::new(Opts::new("port_requests", "Port requests by state"), &["state"])?;
+    let attention = IntGaugeVec::new(
+        Opts::new("port_requests_attention", "Open port requests each attention rule holds, across authorities"),
+        &["rule"],
+    )?;
+    let to_scheduled = HistogramVec::new(
+        HistogramOpts::new("port_submitted_to_scheduled_seconds", "From the first submission to scheduled")
+            .buckets(PORT_BUCKETS.to_vec()),
+        &["carrier"],
+    )?;
+    let to_completed = HistogramVec::new(
+        HistogramOpts::new("port_submitted_to_completed_seconds", "From the first submission to completed")
+            .buckets(PORT_BUCKETS.to_vec()),
+        &["carrier"],
+    )?;
     // series that exist from the start, so dashboards and alerts see zeros, not gaps
     for result in ["ok", "error"] {
         loa_renders.with_label_values(&[result]);
@@ -89,6 +135,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(loa_renders.clone()))?;
     registry.register(Box::new(loa_render_seconds.clone()))?;
     registry.register(Box::new(loa_cache_hits.clone()))?;
+    registry.register(Box::new(port_requests.clone()))?;
+    registry.register(Box::new(attention.clone()))?;
+    registry.register(Box::new(to_scheduled.clone()))?;
+    registry.register(Box::new(to_completed.clone()))?;
     Ok(Metrics {
         registry,
         requests,
@@ -104,6 +154,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         loa_renders,
         loa_render_seconds,
         loa_cache_hits,
+        port_requests,
+        attention,
+        to_scheduled,
+        to_completed,
+        named_carriers: RwLock::new(HashSet::new()),
     })
 }
 
@@ -114,6 +169,46 @@ pub fn get() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// The carrier label of a losing carrier: its name when it is one of the most frequent,
+    /// else `other` (the label set stays bounded whatever clients type).
+    pub fn carrier_label(&self, carrier: Option<&str>) -> String {
+        let name = carrier.map(str::trim).filter(|c| !c.is_empty()).unwrap_or("unknown");
+        match self.named_carriers.read() {
+            Ok(named) if named.contains(name) => name.to_owned(),
+            _ => "other".to_owned(),
+        }
+    }
+
+    /// The carriers to name from now on (at most `NAMED_CARRIERS`).
+    pub fn name_carriers(&self, carriers: impl IntoIterator<Item = String>) {
+        if let Ok(mut named) = self.named_carriers.write() {
+            *named = carriers.into_iter().take(NAMED_CARRIERS).collect();
+        }
+    }
+
+    /// A request moved to scheduled or completed: the time since its first submission.
+    pub fn observe_port(
+        &self,
+        doc: &crate::domain::documents::port_request::PortRequest,
+        to: crate::domain::port_state::PortState,
+    ) {
+        use crate::domain::port_state::PortState;
+        let histogram = match to {
+            PortState::Scheduled => &self.to_scheduled,
+            PortState::Completed => &self.to_completed,
+            _ => return,
+        };
+        // stored newest first: the last one into submitted is the first submission
+        let first = doc.transitions().filter(|t| t.to() == Some(PortState::Submitted)).last();
+        let moved = doc.transitions().next().filter(|t| t.to() == Some(to)).and_then(|t| t.timestamp.copied());
+        let (Some(submitted), Some(now)) = (first.and_then(|t| t.timestamp.copied()), moved) else {
+            return;
+        };
+        histogram
+            .with_label_values(&[self.carrier_label(doc.carrier()).as_str()])
+            .observe((now - submitted).max(0) as f64);
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -550,6 +550,7 @@ pub async fn move_to(ask: &Ask<'_>, id: &PortRequestId, to: PortState, asked: &M
         Ok((new_doc, events))
     })
     .await
+    .inspect(|saved| crate::metrics::get().observe_port(&saved.doc, to))
 }
 
 /// `PATCH /{id}/numbers/{number}/{state}`: one number moves on its own, by the request's state
@@ -598,6 +599,11 @@ pub async fn move_number(
         Ok((new_doc, events))
     })
     .await
+    .inspect(|saved| {
+        if saved.doc.state() == Ok(to) {
+            crate::metrics::get().observe_port(&saved.doc, to)
+        }
+    })
 }
 
 /// The comments of a `PUT /{id}/comments` body: a list that is not empty.

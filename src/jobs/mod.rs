@@ -8,6 +8,7 @@
 //! | `completion_repair` | undoes the number documents of completions never saved | `COMPLETION_REPAIR` |
 //! | `reminders` | mails `port_unconfirmed` for requests left unconfirmed | `REMINDERS` |
 //! | `digest` | the port authorities' daily digest, once per authority and day | `DIGEST` |
+//! | `desk_metrics` | the desk's gauges (requests per state and attention rule), the named carriers | `DESK_METRICS_INTERVAL` |
 //! | `cleanup` | removes expired `Idempotency-Key` records | `CLEANUP` |
 //!
 //! The first three see every change of `port_requests` through one follower (`follower`).
@@ -18,6 +19,7 @@ pub mod cleanup;
 pub mod completion_repair;
 pub mod conflict_resolution;
 pub mod delivery;
+pub mod desk_metrics;
 pub mod digest;
 pub mod follower;
 pub mod reminders;
@@ -52,5 +54,8 @@ pub fn spawn(state: &Arc<AppState>) {
     }
     if on.cleanup {
         cleanup::spawn(state.clone());
+    }
+    if let Some(every) = on.desk_metrics {
+        desk_metrics::spawn(state.clone(), every);
     }
 }

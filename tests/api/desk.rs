@@ -549,3 +549,43 @@ async fn the_daily_digest_goes_once_lists_with_links_and_says_nothing_when_empty
     drop(apps);
     let _ = fresh;
 }
+
+#[tokio::test]
+async fn prometheus_shows_requests_per_state_and_rule_and_port_times_per_carrier_with_bounded_labels() {
+    let app = crate::helpers::spawn_app_with(|s| s.jobs.desk_metrics = Some(std::time::Duration::from_secs(1))).await;
+    let t = tree(&app).await;
+    configure_desk(&app, &t.reseller, quick_rules()).await;
+    let ports = Ports::new(&app, &t.customer);
+    let (member, authority) = (app.token(&t.customer), app.token(&t.reseller));
+    let waiting = new_request(&app, &t.customer, json!({})).await;
+    ports.walk(&member, &waiting, &["submitted"]).await;
+    let done = new_request(&app, &t.customer, json!({"bill": {"carrier": format!("Carrier {}", hex32())}})).await;
+    ports.walk(&authority, &done, &["submitted", "pending"]).await;
+    let future = json!({"schedule_on": {"date_time": "2031-01-02 12:00", "timezone": "UTC"}});
+    ports.to(&authority, &done, "scheduled", Some(future)).await;
+    ports.walk(&authority, &done, &["completed"]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    for state in ["unconfirmed", "submitted", "pending", "scheduled", "completed", "rejected", "canceled"] {
+        assert!(value(&format!("kpr_port_requests{{state=\"{state}\"}}")).is_some(), "{state}: {text}");
+    }
+    assert!(value("kpr_port_requests{state=\"submitted\"}").unwrap() >= 1.0);
+    assert!(value("kpr_port_requests_attention{rule=\"not_picked_up\"}").unwrap_or(0.0) >= 1.0, "{text}");
+    assert!(value("kpr_port_requests_attention{rule=\"overdue\"}").is_some());
+    // the carrier typed once is not a label of its own
+    assert!(!text.contains(&format!("Carrier ")), "an unbounded label");
+    let completed: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("kpr_port_submitted_to_completed_seconds_count{")).collect();
+    assert!(completed.iter().any(|l| l.contains("carrier=\"other\"")), "{completed:?}");
+    let carriers: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("kpr_port_submitted_to_"))
+        .filter_map(|l| l.split("carrier=\"").nth(1).and_then(|r| r.split('"').next()))
+        .collect();
+    assert!(carriers.len() <= 11, "{carriers:?}");
+    assert!(text.contains("kpr_port_submitted_to_scheduled_seconds_bucket"));
+}
