@@ -5,7 +5,7 @@
 //! Sections: `core`, `deliveries`, `cluster` (core and deliveries on a 3-node cluster, when
 //! scripts/bench.sh started one), `bus` (Kazoo's AMQP bus: publish latency with two instances,
 //! stored ErlyDTL mails against handlebars, `core` again with `AMQP_URL` set), `listings`,
-//! `loa`, `fuzz`.
+//! `desk` (the port authority's desk at 1,000 and 100,000 requests), `loa`, `fuzz`.
 
 use kazoo_port_requests::bootstrap;
 use kazoo_port_requests::configuration::CouchSettings;
@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/desk.rs"]
+mod desk;
 #[path = "support/fuzz.rs"]
 mod fuzz;
 
@@ -51,6 +53,8 @@ const JOBS_OFF: &[(&str, &str)] = &[
     ("COMPLETION_REPAIR", "false"),
     ("REMINDERS", "false"),
     ("CLEANUP", "false"),
+    ("DIGEST", "false"),
+    ("DESK_METRICS_INTERVAL", "0"),
 ];
 
 async fn start_service_with(couch_url: &str, extra: &[(&str, &str)]) -> Service {
@@ -1400,6 +1404,9 @@ async fn main() {
     }
     if wanted("listings") {
         listings().await;
+    }
+    if wanted("desk") {
+        desk::run().await;
     }
     if wanted("loa") {
         loa().await;

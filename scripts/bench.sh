@@ -2,7 +2,7 @@
 # Benchmarks: the service next to the raw CouchDB requests it needs, same run, same server.
 # On Apache CouchDB 3.4.3 from ../shared/couchdb when it is there (USE_POUCHDB=1: PouchDB Server),
 # with a 3-node cluster for the `cluster` section.
-# scripts/bench.sh [core|deliveries|bus|cluster|listings|loa|import|fuzz ...]   (no argument: every
+# scripts/bench.sh [core|deliveries|bus|cluster|listings|desk|loa|import|fuzz ...]   (no argument: every
 # section; `bus` also runs `core` again with AMQP_URL set).
 # Prints markdown tables.
 set -euo pipefail
@@ -26,7 +26,7 @@ start_fresh_stack bench
 log "benchmarks on $COUCHDB_KIND"
 wanted() { for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 SECTIONS=("$@")
-for section in core deliveries bus listings loa import fuzz; do
+for section in core deliveries bus listings desk loa import fuzz; do
   if [ $# -eq 0 ] || wanted "$section"; then
     cargo bench --locked --bench service -- "$section"
     if [ "$section" = bus ]; then
