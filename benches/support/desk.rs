@@ -93,7 +93,7 @@ fn desk_doc(account: &str, tree: &[String], authority: &str, now: i64, rng: &mut
 }
 
 async fn raw(ctx: &Ctx, view: &str, body: &Value) -> Vec<Value> {
-    let url = format!("{}/port_requests/_design/kazoo_port_requests/_view/{view}", ctx.couch_url);
+    let url = format!("{}/port_requests/_design/kazoo_port_requests_desk/_view/{view}", ctx.couch_url);
     let r: Value = ctx.http.post(url).json(body).send().await.unwrap().json().await.unwrap();
     r["rows"].as_array().cloned().unwrap_or_default()
 }

@@ -16,7 +16,7 @@ use crate::domain::port_state::PortState;
 use crate::domain::time::now_gregorian;
 use crate::state::AppState;
 use crate::store::directory::Account;
-use crate::store::views::OWN_DDOC;
+use crate::store::views::DESK_DDOC;
 use crate::store::{ViewQuery, ViewRow};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -149,7 +149,7 @@ pub async fn attention(
         for st in &rule.states {
             let mut prefix = scope.own_prefix();
             prefix.extend([json!(st), json!(rule.anchor.as_str())]);
-            segments.push(Segment { ddoc: OWN_DDOC, view: "attention", prefix, bounds: Some((0, bound)) });
+            segments.push(Segment { ddoc: DESK_DDOC, view: "attention", prefix, bounds: Some((0, bound)) });
             rule_of.push(i);
         }
     }
@@ -288,7 +288,7 @@ pub async fn report(state: &AppState, account: &Account, ask: &ReportAsk) -> Res
             wait: Some(state.settings.listing_wait),
             ..ViewQuery::range(json!([scope]), json!([scope, {}]))
         };
-        async move { state.port_requests.reduce(OWN_DDOC, view, &query).await }
+        async move { state.port_requests.reduce(DESK_DDOC, view, &query).await }
     };
     let (carriers, codes) = futures_util::try_join!(grouped("report_by_carrier", 2), grouped("report_rejections", 3))?;
     let in_range = |view: &'static str, prefix: Vec<Value>| {
@@ -305,7 +305,7 @@ pub async fn report(state: &AppState, account: &Account, ask: &ReportAsk) -> Res
         async move {
             state
                 .port_requests
-                .reduce(OWN_DDOC, view, &query)
+                .reduce(DESK_DDOC, view, &query)
                 .await
                 .map(|rows| rows.into_iter().next().map(|r| r.value))
         }
@@ -412,6 +412,6 @@ pub async fn digest(state: &AppState, authority: &AccountId, day: &str) -> Resul
 /// The authorities with open requests (those a digest may have something to say about).
 pub async fn authorities(state: &AppState) -> Result<Vec<AccountId>, AppError> {
     let query = ViewQuery { group_level: Some(2), ..ViewQuery::range(json!(["authority"]), json!(["authority", {}])) };
-    let rows = state.port_requests.reduce(OWN_DDOC, "attention", &query).await?;
+    let rows = state.port_requests.reduce(DESK_DDOC, "attention", &query).await?;
     Ok(rows.iter().filter_map(|r| r.key.get(1).and_then(Value::as_str).and_then(AccountId::from_any)).collect())
 }

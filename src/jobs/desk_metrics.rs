@@ -11,7 +11,7 @@ use crate::domain::time::now_gregorian;
 use crate::metrics::{self, NAMED_CARRIERS};
 use crate::state::AppState;
 use crate::store::ViewQuery;
-use crate::store::views::OWN_DDOC;
+use crate::store::views::DESK_DDOC;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub fn spawn(state: Arc<AppState>, every: Duration) {
 async fn refresh(state: &AppState) -> Result<(), AppError> {
     let m = metrics::get();
     let grouped = ViewQuery { group_level: Some(1), ..ViewQuery::default() };
-    let rows = state.port_requests.reduce(OWN_DDOC, "by_state", &grouped).await?;
+    let rows = state.port_requests.reduce(DESK_DDOC, "by_state", &grouped).await?;
     let mut by_state: BTreeMap<String, i64> = PortState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
     for row in rows {
         if let (Some(state), Some(n)) = (row.key.as_str(), row.value.as_i64()) {
@@ -56,7 +56,7 @@ async fn refresh(state: &AppState) -> Result<(), AppError> {
                     lo.push(json!(0));
                     hi.extend([json!(bound), json!({})]);
                 }
-                held += state.port_requests.view_count(OWN_DDOC, "attention", lo, hi).await? as i64;
+                held += state.port_requests.view_count(DESK_DDOC, "attention", lo, hi).await? as i64;
             }
             *by_rule.entry(rule.id.clone()).or_default() += held;
         }
@@ -73,7 +73,7 @@ async fn refresh(state: &AppState) -> Result<(), AppError> {
         let query = ViewQuery { group_level: Some(2), ..ViewQuery::range(json!([master]), json!([master, {}])) };
         let mut carriers: Vec<(String, u64)> = state
             .port_requests
-            .reduce(OWN_DDOC, "report_by_carrier", &query)
+            .reduce(DESK_DDOC, "report_by_carrier", &query)
             .await?
             .into_iter()
             .filter_map(|r| {

@@ -14,12 +14,15 @@ use serde_json::Value;
 pub const KAZOO_DDOC: &str = "port_requests";
 /// Ours, beside it.
 pub const OWN_DDOC: &str = "kazoo_port_requests";
+/// Ours, for the port authority's desk (`domain::desk`).
+pub const DESK_DDOC: &str = "kazoo_port_requests_desk";
 /// Ours, in the service's database.
 pub const SERVICE_DDOC: &str = "deliveries";
 
 const KAZOO_VIEWS: &str = include_str!("../../couchdb_views/port_requests.json");
 const OWN_VIEWS: &str = include_str!("../../couchdb_views/kazoo_port_requests.json");
 const SERVICE_VIEWS: &str = include_str!("../../couchdb_views/deliveries.json");
+const DESK_VIEWS: &str = include_str!("../../couchdb_views/kazoo_port_requests_desk.json");
 
 fn parse(raw: &str) -> Value {
     serde_json::from_str(raw).expect("couchdb_views/*.json are valid JSON (checked by unit test)")
@@ -33,6 +36,10 @@ pub fn own_design_doc() -> Value {
     parse(OWN_VIEWS)
 }
 
+pub fn desk_design_doc() -> Value {
+    parse(DESK_VIEWS)
+}
+
 pub fn service_design_doc() -> Value {
     parse(SERVICE_VIEWS)
 }
@@ -42,6 +49,7 @@ pub async fn ensure_port_requests_db(couch: &Couch) -> StoreResult<()> {
     couch.ensure_db(dbs::PORT_REQUESTS).await?;
     design::install_if_missing(couch, dbs::PORT_REQUESTS, &kazoo_design_doc()).await?;
     design::install_or_update(couch, dbs::PORT_REQUESTS, &own_design_doc()).await?;
+    design::install_or_update(couch, dbs::PORT_REQUESTS, &desk_design_doc()).await?;
     Ok(())
 }
 
@@ -91,5 +99,11 @@ mod tests {
         assert_eq!(doc["_id"], "_design/kazoo_port_requests");
         assert!(doc["views"]["open_numbers"]["map"].is_string());
         assert_eq!(service_design_doc()["_id"], "_design/deliveries");
+        let desk = desk_design_doc();
+        assert_eq!(desk["_id"], "_design/kazoo_port_requests_desk");
+        for v in ["attention", "by_state", "report_by_carrier", "report_rejections"] {
+            assert!(desk["views"][v]["map"].as_str().unwrap().starts_with("function"), "{v}");
+            assert!(doc["views"].get(v).is_none(), "{v} is in the desk's design document only");
+        }
     }
 }
