@@ -201,10 +201,10 @@ fn attention_row(doc: &PortRequest, rule: &Rule, at: i64, cal: &Calendar) -> (Op
         "transfer_date": doc.transfer_date.get(),
         "scheduled_date": doc.scheduled_date.get(),
     });
-    if rule.who == Actor::Customer {
-        if let Some(owner) = &account {
-            row["customer_link"] = json!(format!("/v2/accounts/{owner}/port_requests/{}/customer_link", doc.id));
-        }
+    if rule.who == Actor::Customer
+        && let Some(owner) = &account
+    {
+        row["customer_link"] = json!(format!("/v2/accounts/{owner}/port_requests/{}/customer_link", doc.id));
     }
     (account, row)
 }

@@ -147,9 +147,7 @@ mod tests {
     #[test]
     fn percentiles_by_nearest_rank() {
         let mut h = vec![0u64; 91];
-        for d in 1..=10 {
-            h[d] = 1;
-        }
+        h[1..=10].fill(1);
         assert_eq!(percentile(&h, 50), Some(5));
         assert_eq!(percentile(&h, 90), Some(9));
         assert_eq!(percentile(&[0, 0, 1], 50), Some(2));
