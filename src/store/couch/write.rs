@@ -19,6 +19,9 @@
 //! `holder` or `lease` of its writer (measured: one key made a comment twice when two
 //! instances created its record in the same millisecond).
 //!
+//! A write whose settling fails (a copy not answering in time) is reported failed and settled
+//! again in the background, so its revision does not stay beside the winner.
+//!
 //! On a single node (`n` = 1) every write is decided at once. PouchDB Server (no copies, and
 //! no cluster notion) can accept two creations of one new id sent at the same moment, so there
 //! every write is settled as a 202 is, with one read.
@@ -193,10 +196,36 @@ impl Couch {
             .map(str::to_owned)
             .ok_or_else(|| StoreError::Fault(format!("{db}/{id} written without a rev")))?;
         tracing::debug!(db, id, status = status.as_u16(), rev, "written");
-        if (status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle(db, id, &rev).await? {
+        if (status == StatusCode::ACCEPTED || self.unsure(db).await?) && !self.settle_or_later(db, id, &rev).await? {
             return Err(StoreError::Conflict);
         }
         Ok(rev)
+    }
+
+    /// Settles a write; when settling cannot be done now (a copy not answering in time), the
+    /// write's outcome is unknown to the caller, who counts it as failed, and its revision may
+    /// be a leaf on some copies: it is settled again in the background until it can be, so the
+    /// loser of the two is removed and no conflict is left behind.
+    async fn settle_or_later(&self, db: &str, id: &str, rev: &str) -> StoreResult<bool> {
+        match self.settle(db, id, rev).await {
+            Ok(won) => Ok(won),
+            Err(e) => {
+                let (couch, db, id, rev) = (self.clone(), db.to_owned(), id.to_owned(), rev.to_owned());
+                tokio::spawn(async move {
+                    let mut wait = std::time::Duration::from_millis(500);
+                    for _ in 0..10 {
+                        tokio::time::sleep(wait).await;
+                        match couch.settle(&db, &id, &rev).await {
+                            Ok(_) => return,
+                            Err(e) => tracing::debug!(db, id, rev, error = %e, "settling again later"),
+                        }
+                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                    }
+                    tracing::warn!(db, id, rev, "a write could not be settled: it may be left in conflict");
+                });
+                Err(e)
+            }
+        }
     }
 
     /// Saves several documents in one request; returns per-document results in order, each
@@ -228,7 +257,11 @@ impl Couch {
             let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
             match (r.get("rev").and_then(Value::as_str), r.get("error").and_then(Value::as_str)) {
                 (Some(rev), None) if unsure || r.get("accepted") == Some(&Value::Bool(true)) => {
-                    if self.settle(db, id, rev).await? { Ok(rev.to_owned()) } else { Err(StoreError::Conflict) }
+                    if self.settle_or_later(db, id, rev).await? {
+                        Ok(rev.to_owned())
+                    } else {
+                        Err(StoreError::Conflict)
+                    }
                 }
                 (Some(rev), None) => Ok(rev.to_owned()),
                 (_, Some("conflict")) => Err(StoreError::Conflict),
