@@ -1,6 +1,8 @@
 //! What a resubmission changed since the rejection: a rejection records a fingerprint of the
-//! request's public fields (a short hash per field, so nothing private is copied into the
-//! transition), and the next submission lists the fields whose hash differs.
+//! request's public fields, and the next submission lists the fields whose hash differs. Each
+//! hash is salted (a random salt per rejection, kept beside them) and cut to 16 bits: enough to
+//! see a change (a change goes unseen once in 65,536), too little to tell an old value (a
+//! former PIN, a former name) from the thousands of others with the same hash.
 
 use super::rejection_codes::RejectionCode;
 use crate::domain::documents::port_request::{PortRequest, Transition};
@@ -14,14 +16,15 @@ const NOT_CONTENT: [&str; 8] = ["comments", "id", "created", "updated", "uploads
 
 /// Field path → short hash of its value; `numbers` is one field (its set of numbers), an
 /// attachment is `attachments.<name without extension>` by its digest.
-pub fn of(doc: &PortRequest) -> BTreeMap<String, String> {
+pub fn of(doc: &PortRequest, salt: &str) -> BTreeMap<String, String> {
+    let short = |v: &Value| short(salt, v);
     let mut out = BTreeMap::new();
     let public = doc.public_fields();
     for (k, v) in &public {
         if NOT_CONTENT.contains(&k.as_str()) || k == "numbers" || v.is_null() {
             continue;
         }
-        leaves(k, v, &mut out);
+        leaves(k, v, &short, &mut out);
     }
     if let Some(numbers) = doc.numbers.get() {
         let list: Vec<String> = numbers.keys().map(|n| n.to_string()).collect();
@@ -37,11 +40,11 @@ pub fn of(doc: &PortRequest) -> BTreeMap<String, String> {
     out
 }
 
-fn leaves(path: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+fn leaves(path: &str, v: &Value, short: &dyn Fn(&Value) -> String, out: &mut BTreeMap<String, String>) {
     match v {
         Value::Object(o) if !o.is_empty() => {
             for (k, x) in o {
-                leaves(&format!("{path}.{k}"), x, out);
+                leaves(&format!("{path}.{k}"), x, short, out);
             }
         }
         Value::Null => {}
@@ -51,12 +54,17 @@ fn leaves(path: &str, v: &Value, out: &mut BTreeMap<String, String>) {
     }
 }
 
-fn short(v: &Value) -> String {
-    hex::encode(&Sha256::digest(v.to_string().as_bytes())[..6])
+fn short(salt: &str, v: &Value) -> String {
+    hex::encode(&Sha256::digest(format!("{salt}{v}").as_bytes())[..2])
 }
+
+/// Where a fingerprint keeps its salt.
+const SALT: &str = "_salt";
 
 /// The fields added, removed or changed between a fingerprint and the request now, sorted.
 pub fn changed(before: &Map<String, Value>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let before: Map<String, Value> =
+        before.iter().filter(|(k, _)| *k != SALT).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut out: Vec<String> = now
         .iter()
         .filter(|(k, h)| before.get(k.as_str()).and_then(Value::as_str) != Some(h.as_str()))
@@ -79,7 +87,10 @@ pub fn mark(
     rejection: Option<RejectionCode>,
 ) {
     if to == PortState::Rejected {
-        entry.fingerprint.set(of(doc).into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+        let salt = crate::domain::ids::new_doc_id();
+        let mut print: Map<String, Value> = of(doc, &salt).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        print.insert(SALT.into(), Value::String(salt));
+        entry.fingerprint.set(print);
         if let Some(r) = rejection {
             entry.reason_code.set(r.code.clone());
             entry.rejection.set(r);
@@ -87,7 +98,8 @@ pub fn mark(
     } else if to == PortState::Submitted && from == PortState::Rejected {
         let print = doc.transitions().find(|t| t.to() == Some(PortState::Rejected)).and_then(|t| t.fingerprint.get());
         if let Some(print) = print {
-            entry.changed_since_rejection.set(changed(print, &of(doc)));
+            let salt = print.get(SALT).and_then(Value::as_str).unwrap_or_default();
+            entry.changed_since_rejection.set(changed(print, &of(doc, salt)));
         }
     }
 }
@@ -109,10 +121,12 @@ mod tests {
         let after = doc(
             json!({"_id": "a", "name": "x", "bill": {"name": "John", "btn": "2025550100"}, "numbers": {"+12025550100": {"used_by": "x"}}}),
         );
-        let print = of(&before);
+        let print = of(&before, "salt");
         assert!(!serde_json::to_string(&print).unwrap().contains("1234"));
+        assert!(print.values().all(|h| h.len() == 4), "16 bits: {print:?}");
         let stored = serde_json::to_value(&print).unwrap();
-        assert_eq!(changed(stored.as_object().unwrap(), &of(&after)), ["bill.btn", "bill.name", "bill.pin"]);
+        assert_eq!(changed(stored.as_object().unwrap(), &of(&after, "salt")), ["bill.btn", "bill.name", "bill.pin"]);
         assert!(changed(stored.as_object().unwrap(), &print).is_empty());
+        assert_ne!(of(&before, "other salt"), print, "the salt changes every hash");
     }
 }
