@@ -37,6 +37,17 @@ pub async fn find_authority(directory: &Directory, account: &Account) -> Result<
     Ok(master)
 }
 
+/// The port authority an account acts as (`cb_port_requests:set_port_authority`, agent type):
+/// itself when its whitelabel names it, else the walk from it.
+pub async fn authority_as_agent(directory: &Directory, account: &Account) -> Result<AccountId, AppError> {
+    let names_itself = directory
+        .whitelabel(&account.id)
+        .await?
+        .and_then(|wl| authority::whitelabel_authority(&wl))
+        .is_some_and(|a| a == account.id);
+    if names_itself { Ok(account.id.clone()) } else { find_authority(directory, account).await }
+}
+
 /// The reseller an account belongs to (`kz_services_reseller:get_id`): itself when it is one,
 /// its reseller id, the nearest reseller above it, or master.
 pub async fn reseller_of(directory: &Directory, account: &Account) -> Result<AccountId, AppError> {

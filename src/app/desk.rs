@@ -2,7 +2,7 @@
 //! authority's account database over the shipped defaults), the rejection catalogue in effect,
 //! what needs attention, and the report per losing carrier.
 
-use super::accounts::{find_authority, kazoos_timezone};
+use super::accounts::{authority_as_agent, find_authority, kazoos_timezone};
 use super::error::AppError;
 use super::listings::{Listed, ListingAsk, Scope, Segment, paged, read_page};
 use crate::domain::desk::DeskConfig;
@@ -100,17 +100,7 @@ pub async fn desk_for_scope(state: &AppState, scope: &Scope, account: &Account) 
         Scope::Agent { authority, .. } => desk_of(state, authority).await,
         Scope::Account(_) => desk_of(state, &find_authority(&state.directory, account).await?).await,
         // an account whose whitelabel names itself is its descendants' port authority
-        Scope::Descendants(_) => {
-            let names_itself = state
-                .directory
-                .whitelabel(&account.id)
-                .await?
-                .and_then(|wl| crate::domain::authority::whitelabel_authority(&wl))
-                .is_some_and(|a| a == account.id);
-            let authority =
-                if names_itself { account.id.clone() } else { find_authority(&state.directory, account).await? };
-            desk_of(state, &authority).await
-        }
+        Scope::Descendants(_) => desk_of(state, &authority_as_agent(&state.directory, account).await?).await,
     }
 }
 

@@ -3,7 +3,7 @@
 //! Everything is read from design-doc views keyed by scope, state and modified time, so the
 //! cost follows the page, not the size of the database.
 
-use super::accounts::find_authority;
+use super::accounts::authority_as_agent;
 use super::error::AppError;
 use super::write::Who;
 use crate::domain::documents::port_request::PortRequest;
@@ -72,13 +72,7 @@ impl Scope {
 /// when its whitelabel names it, else the walk from its account. Only port authorities and
 /// superduper admins have an agent listing.
 pub async fn agent_scope(state: &AppState, who: &Who, caller: &Account) -> Result<Scope, AppError> {
-    let names_itself = state
-        .directory
-        .whitelabel(&caller.id)
-        .await?
-        .and_then(|wl| crate::domain::authority::whitelabel_authority(&wl))
-        .is_some_and(|a| a == caller.id);
-    let authority = if names_itself { caller.id.clone() } else { find_authority(&state.directory, caller).await? };
+    let authority = authority_as_agent(&state.directory, caller).await?;
     if authority != caller.id && !who.is_superduper_admin() {
         return Err(AppError::Forbidden);
     }

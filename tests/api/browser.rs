@@ -10,6 +10,32 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
+/// Where the screenshots are kept.
+fn artifacts() -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts/customer-page");
+    std::fs::create_dir_all(&out).unwrap();
+    out
+}
+
+/// Runs a script of `tests/browser/` (Playwright driving headless Chromium); panics with what it
+/// printed unless it succeeds.
+async fn run_in_browser(script: &str, args: &[&str]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .env("KPR_NODE_MODULES", root.join("scripts/devstack/node_modules"))
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        run.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_customer_signs_in_a_real_browser() {
     let app = spawn_app().await;
@@ -27,27 +53,13 @@ async fn a_customer_signs_in_a_real_browser() {
     assert_eq!(status, 201, "{body}");
     let link = body["data"]["url"].as_str().unwrap().to_owned();
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = root.join("target/artifacts/customer-page");
-    std::fs::create_dir_all(&out).unwrap();
+    let out = artifacts();
     let bill = tempfile::Builder::new().prefix("bill").tempdir().unwrap();
     let bill_path = bill.path().join("bill.pdf");
     std::fs::write(&bill_path, b"%PDF-1.4\n% a bill from Pacific Bell\n").unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/customer_page.mjs"))
-        .args([&link, &expired])
-        .arg(&bill_path)
-        .arg(&out)
-        .env("KPR_NODE_MODULES", root.join("scripts/devstack/node_modules"))
-        .output()
-        .await
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let bill_arg = bill_path.display().to_string();
+    let out_arg = out.display().to_string();
+    run_in_browser("customer_page.mjs", &[&link, &expired, &bill_arg, &out_arg]).await;
     for shot in ["1-opened", "2-corrected", "3-uploaded", "4-ready-to-sign", "5-signed", "6-expired"] {
         assert!(out.join(format!("{shot}.png")).exists(), "{shot}");
     }
@@ -87,22 +99,7 @@ async fn a_rejected_customer_sees_the_fix_and_the_fields_to_correct_highlighted(
     let (status, body) = make_link(&app, &t.customer, &id, json!({})).await;
     assert_eq!(status, 201, "{body}");
     let link = body["data"]["url"].as_str().unwrap().to_owned();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = root.join("target/artifacts/customer-page");
-    std::fs::create_dir_all(&out).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/rejected_page.mjs"))
-        .arg(&link)
-        .arg(&out)
-        .env("KPR_NODE_MODULES", root.join("scripts/devstack/node_modules"))
-        .output()
-        .await
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let out = artifacts();
+    run_in_browser("rejected_page.mjs", &[&link, &out.display().to_string()]).await;
     assert!(out.join("7-rejected.png").exists());
 }

@@ -490,25 +490,21 @@ async fn the_daily_digest_goes_once_lists_with_links_and_says_nothing_when_empty
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     // the CLI prints it
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
-        .args(["digest", "--account", &t.reseller.id, "--dry-run"])
-        .env("COUCHDB_URL", &sys_app.sys.couch.url)
-        .env("TEMPLATES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
-        .env("LOG", "error")
-        .output()
-        .expect("the binary runs");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{printed} {}", String::from_utf8_lossy(&out.stderr));
+    let dry_run = |account: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
+            .args(["digest", "--account", account, "--dry-run"])
+            .env("COUCHDB_URL", &sys_app.sys.couch.url)
+            .env("TEMPLATES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
+            .env("LOG", "error")
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let printed = dry_run(&t.reseller.id);
     assert!(printed.starts_with("Subject: Port requests for Reseller: 1 need your attention"), "{printed}");
     assert!(printed.contains("Waiting on us") && printed.contains("Waiting on them"), "{printed}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kazoo-port-requests"))
-        .args(["digest", "--account", &quiet.id, "--dry-run"])
-        .env("COUCHDB_URL", &sys_app.sys.couch.url)
-        .env("TEMPLATES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/templates"))
-        .env("LOG", "error")
-        .output()
-        .expect("the binary runs");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no digest"));
+    assert!(dry_run(&quiet.id).contains("no digest"));
 
     // two instances with the digest on: one mail per authority and day
     let only = vec![t.reseller.id.clone(), quiet.id.clone()];
