@@ -38,32 +38,25 @@ impl Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Anchor {
-    /// The request entered its state (its newest transition into it; created when none).
+    /// The request entered its state (its newest transition into it; created when none: so,
+    /// for an unconfirmed request, when it was created).
     Entered,
-    /// As `Entered`, for a request without a scheduled date.
+    /// As `Entered`, for a submitted or pending request without a scheduled date.
     EnteredUnscheduled,
-    Created,
     /// Its last change of any kind.
     Modified,
     ScheduledDate,
     TransferDate,
 }
 
-pub const ANCHORS: [Anchor; 6] = [
-    Anchor::Entered,
-    Anchor::EnteredUnscheduled,
-    Anchor::Created,
-    Anchor::Modified,
-    Anchor::ScheduledDate,
-    Anchor::TransferDate,
-];
+pub const ANCHORS: [Anchor; 5] =
+    [Anchor::Entered, Anchor::EnteredUnscheduled, Anchor::Modified, Anchor::ScheduledDate, Anchor::TransferDate];
 
 impl Anchor {
     pub fn as_str(self) -> &'static str {
         match self {
             Anchor::Entered => "entered",
             Anchor::EnteredUnscheduled => "entered_unscheduled",
-            Anchor::Created => "created",
             Anchor::Modified => "modified",
             Anchor::ScheduledDate => "scheduled_date",
             Anchor::TransferDate => "transfer_date",
@@ -82,8 +75,10 @@ impl Anchor {
         };
         match self {
             Anchor::Entered => entered(),
-            Anchor::EnteredUnscheduled => doc.scheduled_date.get().is_none().then(entered).flatten(),
-            Anchor::Created => doc.created.copied(),
+            Anchor::EnteredUnscheduled => {
+                let open = matches!(doc.state(), Ok(PortState::Submitted | PortState::Pending));
+                (open && doc.scheduled_date.get().is_none()).then(entered).flatten()
+            }
             Anchor::Modified => doc.modified.copied(),
             Anchor::ScheduledDate => doc.scheduled_date.copied(),
             Anchor::TransferDate => doc.transfer_date.copied(),
@@ -262,7 +257,6 @@ pub fn episodes<'a>(rules: &'a [Rule], doc: &PortRequest, cal: &Calendar, now: i
             let anchor = match r.anchor {
                 // the changes within a past stay are not kept: it counts from the stay's start
                 Anchor::Entered | Anchor::EnteredUnscheduled | Anchor::Modified => Some(*entered),
-                Anchor::Created => doc.created.copied(),
                 Anchor::ScheduledDate => doc.scheduled_date.copied(),
                 Anchor::TransferDate => doc.transfer_date.copied(),
             }?;
@@ -311,7 +305,7 @@ mod tests {
             ["at_risk", "not_picked_up", "no_scheduled_date", "waiting_on_customer", "unconfirmed", "stale_scheduled"]
         );
         assert_eq!(rules[1].when, When::After(Span::Seconds(5)));
-        assert_eq!(rules[4].anchor, Anchor::Created);
+        assert_eq!(rules[4].anchor, Anchor::Entered);
     }
 
     #[test]
