@@ -4,7 +4,7 @@
 
 use super::accounts::{authority_as_agent, find_authority, kazoos_timezone};
 use super::error::AppError;
-use super::listings::{Listed, ListingAsk, Scope, Segment, paged, read_page};
+use super::listings::{DEFAULT_PAGE_SIZE, Listed, ListingAsk, Scope, Segment, paged, read_page};
 use crate::domain::desk::DeskConfig;
 use crate::domain::desk::attention::{self, Actor, Rule};
 use crate::domain::desk::calendar::Calendar;
@@ -77,7 +77,6 @@ pub async fn rejection_named(
 /// configuration's hours, in its time zone: the configured one, else the authority account's
 /// as Kazoo reads it).
 pub struct Desk {
-    pub authority: AccountId,
     pub config: DeskConfig,
     pub rules: Vec<Rule>,
     pub calendar: Calendar,
@@ -91,7 +90,7 @@ pub async fn desk_of(state: &AppState, authority: &AccountId) -> Result<Desk, Ap
     };
     let rules = attention::in_effect(config.attention_rules.as_ref());
     let calendar = Calendar::configured(tz, config.business_hours.as_ref());
-    Ok(Desk { authority: authority.clone(), config, rules, calendar })
+    Ok(Desk { config, rules, calendar })
 }
 
 /// The desk of the authority of a listing's scope.
@@ -143,7 +142,7 @@ pub async fn attention(
             rule_of.push(i);
         }
     }
-    let page_size = ask.page_size()?.unwrap_or(50);
+    let page_size = ask.page_size()?.unwrap_or(DEFAULT_PAGE_SIZE);
     let cursor = ask.cursor(segments.len().max(1))?;
     let page = read_page(state, &segments, Some(page_size), cursor, false).await?;
     let mut rows = Vec::new();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 /// Page sizes above this are refused: the answer has to fit in memory.
 const MAX_PAGE_SIZE: usize = 10_000;
-const DEFAULT_PAGE_SIZE: usize = 50;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 50;
 /// How many requests an export reads at a time: its memory stays that of one page.
 const EXPORT_PAGE: usize = 500;
 

@@ -48,17 +48,13 @@ async fn refresh(state: &AppState) -> Result<(), AppError> {
         let desk = desk::desk_of(state, &authority).await?;
         for rule in &desk.rules {
             let bound = rule.bound(&desk.calendar, now);
-            let mut held = 0;
+            let anchor = rule.anchor.as_str();
             for st in &rule.states {
-                let prefix = json!(["authority", authority, st, rule.anchor.as_str()]);
-                let (mut lo, mut hi) = (prefix.clone(), prefix);
-                if let (Some(lo), Some(hi)) = (lo.as_array_mut(), hi.as_array_mut()) {
-                    lo.push(json!(0));
-                    hi.extend([json!(bound), json!({})]);
-                }
-                held += state.port_requests.view_count(DESK_DDOC, "attention", lo, hi).await? as i64;
+                let lo = json!(["authority", authority, st, anchor, 0]);
+                let hi = json!(["authority", authority, st, anchor, bound, {}]);
+                let held = state.port_requests.view_count(DESK_DDOC, "attention", lo, hi).await?;
+                *by_rule.entry(rule.id.clone()).or_default() += held as i64;
             }
-            *by_rule.entry(rule.id.clone()).or_default() += held;
         }
     }
     // a rule no authority has any more reads 0, not its last value

@@ -55,8 +55,7 @@ pub async fn agent_attention(ctx: Ctx) -> Result<Reply, ApiError> {
         Some(all) if all == "all" => None,
         Some(w) => Some(w),
     };
-    let account = ctx.caller.account.clone();
-    attention_reply(&ctx, scope, &account, who).await
+    attention_reply(&ctx, scope, &ctx.caller.account, who).await
 }
 
 /// `GET .../rejection_codes`: the catalogue in effect for the account's requests.

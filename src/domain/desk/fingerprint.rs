@@ -6,6 +6,7 @@
 
 use super::rejection_codes::RejectionCode;
 use crate::domain::documents::port_request::{PortRequest, Transition};
+use crate::domain::port_request::last_transition_to;
 use crate::domain::port_state::PortState;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -96,7 +97,7 @@ pub fn mark(
             entry.rejection.set(r);
         }
     } else if to == PortState::Submitted && from == PortState::Rejected {
-        let print = doc.transitions().find(|t| t.to() == Some(PortState::Rejected)).and_then(|t| t.fingerprint.get());
+        let print = last_transition_to(doc, PortState::Rejected).and_then(|t| t.fingerprint.get());
         if let Some(print) = print {
             let salt = print.get(SALT).and_then(Value::as_str).unwrap_or_default();
             entry.changed_since_rejection.set(changed(print, &of(doc, salt)));

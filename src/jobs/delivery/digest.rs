@@ -47,9 +47,7 @@ async fn mail(state: &AppState, record: &DeliveryDoc, digest: &desk::Digest) -> 
     let rendered = state.mailer.render(record.event.as_str(), &data(digest))?;
     let outgoing =
         Outgoing { to: &to, cc: &[], bcc: &[], from: None, reply_to: None, rendered: &rendered, files: vec![] };
-    let envelope =
-        Envelope { message_id: &crate::domain::ids::derived_id(&record.id), delivery: &record.id, event: &record.id };
-    state.mailer.send(&envelope, outgoing).await?;
+    super::mail::send(state, record, outgoing).await?;
     Ok(Outcome::Delivered { to, notes: vec![] })
 }
 

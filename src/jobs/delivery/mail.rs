@@ -263,7 +263,7 @@ async fn own_templates(state: &AppState, record: &DeliveryDoc, mail: Mail<'_>) -
     Ok(Outcome::Delivered { to, notes: vec![] })
 }
 
-async fn send(state: &AppState, record: &DeliveryDoc, outgoing: Outgoing<'_>) -> Result<(), String> {
+pub(super) async fn send(state: &AppState, record: &DeliveryDoc, outgoing: Outgoing<'_>) -> Result<(), String> {
     let event_id = record.event_id.as_deref().unwrap_or(&record.id);
     let envelope = Envelope { message_id: &derived_id(&record.id), delivery: &record.id, event: event_id };
     state.mailer.send(&envelope, outgoing).await
