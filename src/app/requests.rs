@@ -600,8 +600,9 @@ pub async fn move_number(
     })
     .await
     .inspect(|saved| {
-        if saved.doc.state() == Ok(to) {
-            crate::metrics::get().observe_port(&saved.doc, to)
+        // numbers move only on an open request: completed now, it followed its last number
+        if saved.doc.state() == Ok(PortState::Completed) {
+            crate::metrics::get().observe_port(&saved.doc, PortState::Completed)
         }
     })
 }

@@ -182,6 +182,14 @@ pub async fn transition(
     }
     let ctx = Ctx::from_request(&req, &mut payload.into_inner()).await?;
     let account = ctx.account(&account_id).await?;
+    // a code is a string: anything else is refused, not taken for no code
+    if let Some(code) = ctx.req_value("reason_code").filter(|v| !v.is_string() && !v.is_null()) {
+        return Err(ApiError::validation(
+            "reason_code",
+            "type",
+            json!({ "message": "Value did not match type(s): string", "target": "string", "value": code }),
+        ));
+    }
     let asked = MoveAsk {
         data: ctx.data(),
         reason: ctx.req_str("reason"),

@@ -97,6 +97,11 @@ async fn an_unknown_code_is_refused_naming_the_field_and_changes_nothing() {
     // a code belongs to a rejection only
     let (status, body) = ports.to(&authority, &id, "pending", Some(json!({"reason_code": "wrong_pin"}))).await;
     assert!(assert_error(status, &body, 400, "validation error")["reason_code"].is_object(), "{body}");
+    // a code that is not a string is refused, not taken for none
+    for odd in [json!({"code": "wrong_pin"}), json!(["wrong_pin"]), json!(true)] {
+        let (status, body) = ports.to(&authority, &id, "rejected", Some(json!({"reason_code": odd}))).await;
+        assert!(assert_error(status, &body, 400, "validation error")["reason_code"].is_object(), "{odd}: {body}");
+    }
     let after = app.sys.couch.get("port_requests", &id).await.unwrap();
     assert_eq!(before["_rev"], after["_rev"]);
     // Kazoo's clients send no code: a free-text rejection works as it always did
